@@ -1,0 +1,132 @@
+import { createHash, randomBytes } from 'node:crypto';
+import { createReadStream } from 'node:fs';
+import * as fs from 'node:fs/promises';
+import * as path from 'node:path';
+import { describeFsError, UserError } from './errors.js';
+
+/**
+ * Temporary names start with '.' and end in '.tmp-<pid>-<random>' so that no glob for finished files
+ * (`*.parquet`, `*.arrow`, `*.json`) can match a file that is still being written.
+ */
+export function tempPathFor(finalPath: string): string {
+  const dir = path.dirname(finalPath);
+  return path.join(dir, `.${path.basename(finalPath)}.tmp-${process.pid}-${randomBytes(4).toString('hex')}`);
+}
+
+export function isTempName(name: string): boolean {
+  return name.startsWith('.') && /\.tmp-\d+-[0-9a-f]{8}$/.test(name);
+}
+
+/**
+ * Write a file so that it is either absent or complete under its final name: write a temporary file,
+ * fsync it, rename it into place, fsync the directory. A kill at any moment leaves at most a temp file.
+ */
+export async function writeFileAtomic(finalPath: string, data: Uint8Array | string): Promise<void> {
+  const tmp = tempPathFor(finalPath);
+  try {
+    const fh = await fs.open(tmp, 'w');
+    try {
+      await fh.writeFile(data);
+      await fh.sync();
+    } finally {
+      await fh.close();
+    }
+    await fs.rename(tmp, finalPath);
+  } catch (err) {
+    await fs.rm(tmp, { force: true }).catch(() => {});
+    throw describeFsError(err, finalPath, 'write') ?? err;
+  }
+  await syncDir(path.dirname(finalPath));
+}
+
+/**
+ * Create `finalPath` with `data` only if it does not exist yet (atomic across processes: link(2)
+ * fails with EEXIST). Returns false when another writer got there first.
+ */
+export async function createFileExclusive(finalPath: string, data: Uint8Array | string): Promise<boolean> {
+  const tmp = tempPathFor(finalPath);
+  try {
+    const fh = await fs.open(tmp, 'w');
+    try {
+      await fh.writeFile(data);
+      await fh.sync();
+    } finally {
+      await fh.close();
+    }
+    try {
+      await fs.link(tmp, finalPath);
+      return true;
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'EEXIST') return false;
+      throw err;
+    }
+  } catch (err) {
+    throw describeFsError(err, finalPath, 'write') ?? err;
+  } finally {
+    await fs.rm(tmp, { force: true }).catch(() => {});
+    await syncDir(path.dirname(finalPath));
+  }
+}
+
+export async function syncDir(dir: string): Promise<void> {
+  try {
+    const fh = await fs.open(dir, 'r');
+    try { await fh.sync(); } finally { await fh.close(); }
+  } catch {
+    // Some file systems refuse fsync on directories; the rename is still atomic there.
+  }
+}
+
+export function sha256Hex(data: Uint8Array | string): string {
+  return createHash('sha256').update(data).digest('hex');
+}
+
+export async function sha256File(file: string): Promise<{ sha256: string; bytes: number }> {
+  const hash = createHash('sha256');
+  let bytes = 0;
+  try {
+    for await (const chunk of createReadStream(file, { highWaterMark: 1 << 20 })) {
+      hash.update(chunk as Buffer);
+      bytes += (chunk as Buffer).length;
+    }
+  } catch (err) {
+    throw describeFsError(err, file, 'read') ?? err;
+  }
+  return { sha256: hash.digest('hex'), bytes };
+}
+
+/** Remove temp files left by killed writers. Only names matching our temp pattern are touched. */
+export async function removeStaleTemps(dir: string): Promise<number> {
+  let removed = 0;
+  for (const name of await fs.readdir(dir).catch(() => [] as string[])) {
+    if (!isTempName(name)) continue;
+    const pid = Number(/\.tmp-(\d+)-/.exec(name)?.[1]);
+    if (pid !== process.pid && isAlive(pid)) continue; // a concurrent writer still owns it
+    await fs.rm(path.join(dir, name), { force: true });
+    removed++;
+  }
+  return removed;
+}
+
+function isAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
+
+export async function readJsonFile<T>(file: string): Promise<T> {
+  let text: string;
+  try {
+    text = await fs.readFile(file, 'utf8');
+  } catch (err) {
+    throw describeFsError(err, file, 'read') ?? err;
+  }
+  try {
+    return JSON.parse(text) as T;
+  } catch {
+    throw new UserError(`${file}: not valid JSON (the file is damaged; regenerate it)`);
+  }
+}
