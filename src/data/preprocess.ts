@@ -1,0 +1,50 @@
+import type { Preprocessing } from '../shards/manifest-types.js';
+import type { TypedArray } from '../util/dtype.js';
+import { product } from '../util/dtype.js';
+
+/**
+ * x' = (x * scale - mean[c]) / std[c], where c indexes dimension 0 of the per-example input shape
+ * (channels-first, as ONNX vision models expect). One mean/std value applies to every element.
+ * Writes rows * prod(input_shape) float32 values into `out` (allocated when absent).
+ */
+export function preprocessInto(src: TypedArray, rows: number, pre: Preprocessing, out?: Float32Array): Float32Array {
+  const width = product(pre.input_shape);
+  const n = rows * width;
+  const dst = out && out.length >= n ? out : new Float32Array(n);
+  const channels = pre.mean.length;
+  const { scale } = pre;
+  if (channels === 1) {
+    const mul = scale / pre.std[0];
+    const add = -pre.mean[0] / pre.std[0];
+    if (src instanceof BigInt64Array) for (let i = 0; i < n; i++) dst[i] = Number(src[i]) * mul + add;
+    else for (let i = 0; i < n; i++) dst[i] = src[i] * mul + add;
+    return dst;
+  }
+  const plane = width / channels;
+  for (let r = 0; r < rows; r++) {
+    for (let c = 0; c < channels; c++) {
+      const mul = scale / pre.std[c];
+      const add = -pre.mean[c] / pre.std[c];
+      const base = r * width + c * plane;
+      for (let i = base; i < base + plane; i++) dst[i] = Number(src[i]) * mul + add;
+    }
+  }
+  return dst;
+}
+
+/**
+ * Channels-first [C, H, W] rows to channels-last [H, W, C], the layout tfjs convolutions use.
+ * For C = 1 the two layouts are the same bytes and the input is returned unchanged.
+ */
+export function chwToHwc(src: Float32Array, rows: number, c: number, h: number, w: number): Float32Array {
+  if (c === 1) return src;
+  const dst = new Float32Array(rows * c * h * w);
+  const plane = h * w;
+  for (let r = 0; r < rows; r++) {
+    const base = r * c * plane;
+    for (let ch = 0; ch < c; ch++) {
+      for (let p = 0; p < plane; p++) dst[base + p * c + ch] = src[base + ch * plane + p];
+    }
+  }
+  return dst;
+}
