@@ -1,0 +1,147 @@
+import * as fs from 'node:fs/promises';
+import * as path from 'node:path';
+import * as ort from 'onnxruntime-node';
+import type { TeacherInfo } from '../shards/manifest-types.js';
+import { UserError, describeFsError } from '../util/errors.js';
+import { sha256Hex } from '../util/fsx.js';
+import { explainCudaFailure } from './cuda.js';
+import { summarizeOnnx } from './onnx-proto.js';
+
+export type Device = 'auto' | 'cpu' | 'cuda';
+
+export interface DeviceSpec {
+  kind: Device;
+  deviceId: number;
+}
+
+export function parseDevice(text: string): DeviceSpec {
+  const m = /^(auto|cpu|cuda)(?::(\d+))?$/.exec(text);
+  if (!m || (m[2] !== undefined && m[1] !== 'cuda')) throw new UserError(`--device ${text}: expected auto, cpu, cuda or cuda:N`);
+  return { kind: m[1] as Device, deviceId: m[2] ? Number(m[2]) : 0 };
+}
+
+export interface Teacher {
+  session: ort.InferenceSession;
+  info: TeacherInfo;
+  /** the execution provider that actually runs the model */
+  provider: 'cpu' | 'cuda';
+  /** declared batch dimension: -1 when dynamic */
+  batchDim: number;
+  notices: string[];
+}
+
+export interface TeacherOptions {
+  device: DeviceSpec;
+  threads?: number;
+  inputName?: string;
+  outputName?: string;
+}
+
+/** Dimensions from ORT metadata: numbers stay, symbolic or missing ones become -1. */
+function dims(shape: ReadonlyArray<number | string>): number[] {
+  return shape.map((d) => (typeof d === 'number' && d >= 0 ? d : -1));
+}
+
+export async function openTeacher(file: string, opts: TeacherOptions): Promise<Teacher> {
+  let bytes: Buffer;
+  try {
+    const st = await fs.stat(file);
+    if (st.isDirectory()) throw new UserError(`--teacher ${file}: is a directory; give the .onnx file`);
+    bytes = await fs.readFile(file);
+  } catch (err) {
+    if (err instanceof UserError) throw err;
+    const e = describeFsError(err, file, 'read the teacher');
+    throw e ? new UserError(`--teacher ${e.message}`) : err;
+  }
+  const summary = summarizeOnnx(bytes);
+  if (!summary) throw new UserError(`--teacher ${file}: not an ONNX model (could not parse it as an ONNX ModelProto); export the teacher with torch.onnx.export or tf2onnx`);
+  await checkExternalData(file, summary.externalLocations);
+
+  const notices: string[] = [];
+  const base: ort.InferenceSession.SessionOptions = {
+    graphOptimizationLevel: 'all',
+    logSeverityLevel: 3,
+    ...(opts.threads ? { intraOpNumThreads: opts.threads, interOpNumThreads: 1 } : {}),
+  };
+  let session: ort.InferenceSession | undefined;
+  let provider: 'cpu' | 'cuda' = 'cpu';
+  if (opts.device.kind !== 'cpu') {
+    try {
+      session = await ort.InferenceSession.create(file, { ...base, executionProviders: [{ name: 'cuda', deviceId: opts.device.deviceId }] });
+      provider = 'cuda';
+    } catch (err) {
+      const why = explainCudaFailure(err);
+      if (opts.device.kind === 'cuda') throw new UserError(`--device cuda: ${why}`);
+      notices.push(`CUDA execution provider not available (${why.split(';')[0]}); running on CPU`);
+    }
+  }
+  if (!session) {
+    try {
+      session = await ort.InferenceSession.create(file, { ...base, executionProviders: ['cpu'] });
+    } catch (err) {
+      const msg = String((err as Error).message ?? err).replace(/\s+/g, ' ').slice(0, 300);
+      throw new UserError(`--teacher ${file}: onnxruntime cannot load this model (${msg})`);
+    }
+  }
+
+  const inputs = session.inputMetadata;
+  const outputs = session.outputMetadata;
+  const inputName = pickName('input', opts.inputName, session.inputNames, file, true);
+  const outputName = pickName('output', opts.outputName, session.outputNames, file, false);
+  const inMeta = inputs.find((m) => m.name === inputName);
+  const outMeta = outputs.find((m) => m.name === outputName);
+  if (!inMeta?.isTensor || !outMeta?.isTensor) throw new UserError(`--teacher ${file}: input '${inputName}' and output '${outputName}' must be tensors`);
+  const inputShape = dims(inMeta.shape);
+  const outputShape = dims(outMeta.shape);
+  if (inputShape.length === 0) throw new UserError(`--teacher ${file}: input '${inputName}' has no declared shape; pass --input-shape`);
+  return {
+    session,
+    provider,
+    batchDim: inputShape[0],
+    notices,
+    info: {
+      name: path.basename(file),
+      sha256: sha256Hex(bytes),
+      bytes: bytes.length,
+      input_name: inputName,
+      output_name: outputName,
+      input_names: [...session.inputNames],
+      output_names: [...session.outputNames],
+      input_shape: inputShape,
+      output_shape: outputShape,
+      input_type: inMeta.type,
+      output_type: outMeta.type,
+      opset: summary.opset,
+      producer: summary.producer,
+    },
+  };
+}
+
+function pickName(kind: 'input' | 'output', wanted: string | undefined, names: readonly string[], file: string, mustBeOnly: boolean): string {
+  const list = names.map((n) => `'${n}'`).join(', ');
+  if (wanted !== undefined) {
+    if (!names.includes(wanted)) throw new UserError(`--${kind}-name ${wanted}: the teacher ${file} has no ${kind} of that name; its ${kind}s are ${list}`);
+    return wanted;
+  }
+  if (names.length === 0) throw new UserError(`--teacher ${file}: the model has no ${kind}s`);
+  if (mustBeOnly && names.length > 1) throw new UserError(`--teacher ${file} has ${names.length} inputs (${list}); choose one with --input-name`);
+  return names[0];
+}
+
+/** External data must stay inside the model's own directory (ONNX's own rule, enforced before ORT reads). */
+async function checkExternalData(file: string, locations: string[]): Promise<void> {
+  if (locations.length === 0) return;
+  const dir = await fs.realpath(path.dirname(path.resolve(file)));
+  for (const loc of new Set(locations)) {
+    const bad = () => new UserError(`--teacher ${file}: refuses external data '${loc}' outside the model's directory; keep external data files next to the model`);
+    if (path.isAbsolute(loc) || loc.split(/[\\/]/).includes('..')) throw bad();
+    const target = path.resolve(dir, loc);
+    let real: string;
+    try {
+      real = await fs.realpath(target);
+    } catch {
+      throw new UserError(`--teacher ${file}: external data file '${loc}' is missing; copy it next to the model`);
+    }
+    if (real !== dir && !real.startsWith(dir + path.sep)) throw bad();
+  }
+}
