@@ -1,0 +1,107 @@
+import type { Compression, StorageFormat, StorageSpec } from '../shards/format.js';
+import { COL_INPUT, COL_LABEL, COL_LOGITS, COL_ROW, FORMAT_VERSION } from '../shards/format.js';
+import type { CacheConfig, DatasetInfo, LabelsInfo, Preprocessing, TeacherInfo } from '../shards/manifest-types.js';
+import type { DType } from '../util/dtype.js';
+import { DTYPE_BYTES, product } from '../util/dtype.js';
+import { UserError } from '../util/errors.js';
+import { sha256Hex } from '../util/fsx.js';
+import { TOOL_VERSION } from '../version.js';
+
+export interface PreprocessingFlags {
+  inputShape?: number[];
+  scale?: number;
+  mean?: number[];
+  std?: number[];
+}
+
+/** Resolve the per-example model input shape and normalisation, checking the data fits the teacher. */
+export function resolvePreprocessing(flags: PreprocessingFlags, teacher: TeacherInfo, exampleShape: number[], dataFile: string): Preprocessing {
+  const declared = teacher.input_shape.slice(1);
+  let inputShape = flags.inputShape;
+  if (!inputShape) {
+    if (declared.some((d) => d < 0)) {
+      throw new UserError(`--teacher ${teacher.name}: input '${teacher.input_name}' has symbolic dimensions [${teacher.input_shape.join(', ')}]; pass --input-shape d1,d2,...`);
+    }
+    inputShape = declared;
+  } else if (declared.length === inputShape.length && declared.some((d, i) => d >= 0 && d !== inputShape![i])) {
+    throw new UserError(`--input-shape ${inputShape.join(',')} does not match the teacher's input '${teacher.input_name}' [${teacher.input_shape.join(', ')}]`);
+  }
+  if (inputShape.some((d) => !Number.isInteger(d) || d <= 0)) throw new UserError(`--input-shape ${inputShape.join(',')}: dimensions must be positive integers`);
+  if (product(inputShape) !== product(exampleShape)) {
+    throw new UserError(`${dataFile}: examples have shape [${exampleShape.join(', ')}] (${product(exampleShape)} values) but the teacher's input '${teacher.input_name}' takes [${inputShape.join(', ')}] (${product(inputShape)} values); fix --input-shape or the data`);
+  }
+  const channels = inputShape.length >= 2 ? inputShape[0] : 1;
+  const perChannel = (name: string, v: number[] | undefined, dflt: number): number[] => {
+    if (!v || v.length === 0) return [dflt];
+    if (v.length !== 1 && v.length !== channels) throw new UserError(`--${name}: ${v.length} values for ${channels} channels (dimension 0 of input shape [${inputShape!.join(', ')}]); give 1 or ${channels}`);
+    if (v.some((x) => !Number.isFinite(x))) throw new UserError(`--${name}: values must be finite numbers`);
+    return v;
+  };
+  const std = perChannel('std', flags.std, 1);
+  if (std.some((s) => s === 0)) throw new UserError('--std: values must be non-zero');
+  const scale = flags.scale ?? 1;
+  if (!Number.isFinite(scale)) throw new UserError('--scale: must be a finite number');
+  return { input_shape: inputShape, input_type: 'float32', scale, mean: perChannel('mean', flags.mean, 0), std };
+}
+
+export function defaultShardRows(logitsWidth: number, inputBytesPerRow: number): number {
+  // Keep a shard's encoded size near or below 64 MiB: small enough to stream, large enough to amortise.
+  const rowBytes = 8 + 4 + logitsWidth * 4 + inputBytesPerRow;
+  return Math.max(1, Math.min(10_000, Math.floor((64 << 20) / rowBytes)));
+}
+
+export function storageSpec(format: StorageFormat, compression: Compression, shardRows: number, width: number, hasLabels: boolean, input: { dtype: DType; width: number } | null): StorageSpec {
+  const columns = [{ name: COL_ROW, type: 'int64' }];
+  if (hasLabels) columns.push({ name: COL_LABEL, type: 'int32' });
+  columns.push({ name: COL_LOGITS, type: 'list<float32>', length: width } as never);
+  if (input) columns.push({ name: COL_INPUT, type: `list<${input.dtype}>`, length: input.width } as never);
+  return { format, compression, shard_rows: shardRows, logits_dtype: 'float32', columns };
+}
+
+/** JSON with sorted keys: the same config always hashes to the same id. */
+export function canonicalJson(value: unknown): string {
+  if (Array.isArray(value)) return `[${value.map(canonicalJson).join(',')}]`;
+  if (value && typeof value === 'object') {
+    const keys = Object.keys(value).sort();
+    return `{${keys.map((k) => `${JSON.stringify(k)}:${canonicalJson((value as Record<string, unknown>)[k])}`).join(',')}}`;
+  }
+  return JSON.stringify(value);
+}
+
+export function buildConfig(parts: {
+  teacher: TeacherInfo;
+  dataset: DatasetInfo;
+  labels: LabelsInfo | null;
+  preprocessing: Preprocessing;
+  outputShape: number[];
+  storage: StorageSpec;
+  rows: number;
+}): CacheConfig {
+  const shardCount = Math.ceil(parts.rows / parts.storage.shard_rows);
+  const body = {
+    format_version: FORMAT_VERSION,
+    teacher: parts.teacher,
+    dataset: parts.dataset,
+    labels: parts.labels,
+    preprocessing: parts.preprocessing,
+    output: { shape: parts.outputShape, width: product(parts.outputShape) },
+    storage: parts.storage,
+    rows: parts.rows,
+    shard_count: shardCount,
+  };
+  // The tool version is recorded but not hashed: a patch release must not invalidate existing caches.
+  return { ...body, tool: { name: 'kdcache', version: TOOL_VERSION }, config_id: sha256Hex(canonicalJson(body)) };
+}
+
+/** Name the top-level fields that differ, for the "made with a different ..." error. */
+export function configDifferences(a: CacheConfig, b: CacheConfig): string[] {
+  const out: string[] = [];
+  for (const key of ['teacher', 'dataset', 'labels', 'preprocessing', 'output', 'storage', 'rows', 'format_version'] as const) {
+    if (canonicalJson(a[key]) !== canonicalJson(b[key])) out.push(key === 'teacher' && a.teacher.sha256 !== b.teacher.sha256 ? 'teacher (different model file)' : key);
+  }
+  return out;
+}
+
+export function inputBytesPerRow(dtype: DType, width: number): number {
+  return DTYPE_BYTES[dtype] * width;
+}

@@ -1,0 +1,277 @@
+import * as fs from 'node:fs/promises';
+import * as path from 'node:path';
+import * as ort from 'onnxruntime-node';
+import { openDataset, loadLabels, fingerprintFiles } from '../data/open.js';
+import { preprocessInto } from '../data/preprocess.js';
+import type { Dataset } from '../data/types.js';
+import type { Compression, ShardColumns, StorageFormat } from '../shards/format.js';
+import { CONFIG_FILE, MANIFEST_FILE, SHARD_DIR } from '../shards/format.js';
+import { finalizeCache, readSidecars } from '../shards/manifest.js';
+import type { CacheConfig, LabelsInfo, Manifest, ShardSidecar } from '../shards/manifest-types.js';
+import type { TypedArray } from '../util/dtype.js';
+import { allocTyped, product } from '../util/dtype.js';
+import { UserError, describeFsError } from '../util/errors.js';
+import { createFileExclusive, readJsonFile, removeStaleTemps, sha256Hex } from '../util/fsx.js';
+import { createProgress, formatBytes, formatCount } from '../util/progress.js';
+import { buildConfig, configDifferences, defaultShardRows, inputBytesPerRow, resolvePreprocessing, storageSpec } from './config.js';
+import { resolvePartition, shardsOfPartition } from './partition.js';
+import { ShardWriterPool } from './shard-writer.js';
+import { type Teacher, openTeacher, parseDevice } from './teacher.js';
+
+export interface PrecomputeOptions {
+  teacher: string;
+  data: string;
+  out: string;
+  labels?: string;
+  labelColumn?: string;
+  inputColumn?: string;
+  inputShape?: number[];
+  scale?: number;
+  mean?: number[];
+  std?: number[];
+  inputName?: string;
+  outputName?: string;
+  device?: string;
+  batchSize?: number;
+  threads?: number;
+  format?: StorageFormat;
+  compression?: Compression;
+  shardRows?: number;
+  storeInputs?: boolean;
+  overwrite?: boolean;
+  partition?: string;
+  partitions?: number;
+  writers?: number;
+  quiet?: boolean;
+  env?: NodeJS.ProcessEnv;
+  log?: (line: string) => void;
+}
+
+export interface PrecomputeResult {
+  out: string;
+  config: CacheConfig;
+  provider: string;
+  partition: { index: number; count: number };
+  shardsWritten: number;
+  shardsReused: number;
+  rowsComputed: number;
+  bytesWritten: number;
+  seconds: number;
+  rowsPerSecond: number;
+  nonfiniteRows: number;
+  nonfiniteExamples: number[];
+  /** set when this run (or an earlier one) completed the cache */
+  manifest: Manifest | null;
+  missingShards: number[];
+}
+
+export async function precomputeLogits(opts: PrecomputeOptions): Promise<PrecomputeResult> {
+  const log = opts.log ?? ((line: string) => { if (!opts.quiet) process.stderr.write(`${line}\n`); });
+  const started = performance.now();
+  const batchSizeWanted = opts.batchSize ?? 256;
+  if (!Number.isInteger(batchSizeWanted) || batchSizeWanted < 1) throw new UserError(`--batch-size ${opts.batchSize}: must be a positive integer`);
+  const partition = resolvePartition(opts.partition, opts.partitions, opts.env ?? process.env);
+
+  const teacher = await openTeacher(opts.teacher, { device: parseDevice(opts.device ?? 'auto'), threads: opts.threads, inputName: opts.inputName, outputName: opts.outputName });
+  teacher.notices.forEach(log);
+  const ds = await openDataset(opts.data, { inputColumn: opts.inputColumn });
+  try {
+    const labelSet = await loadLabels({ labels: opts.labels, labelColumn: opts.labelColumn, data: opts.data });
+    if (labelSet && labelSet.labels.length !== ds.count) {
+      throw new UserError(`${opts.labels ?? opts.labelColumn}: ${labelSet.labels.length} labels for ${ds.count} examples in ${opts.data}; they must match one to one`);
+    }
+    if (teacher.info.input_type !== 'float32') {
+      throw new UserError(`--teacher ${opts.teacher}: input '${teacher.info.input_name}' is ${teacher.info.input_type}; kdcache feeds float32 inputs`);
+    }
+    const preprocessing = resolvePreprocessing(opts, teacher.info, ds.exampleShape, opts.data);
+    const fixedBatch = teacher.batchDim > 0 ? teacher.batchDim : 0;
+    const batchSize = fixedBatch || batchSizeWanted;
+    if (fixedBatch && opts.batchSize !== undefined && opts.batchSize !== fixedBatch) log(`notice: the teacher's batch dimension is fixed at ${fixedBatch}; using --batch-size ${fixedBatch}`);
+
+    // One example through the model gives the exact output shape, whatever the metadata declares.
+    const outputShape = await probeOutputShape(teacher, ds, preprocessing, fixedBatch);
+    const width = product(outputShape);
+    const inputWidth = product(ds.exampleShape);
+    const shardRows = opts.shardRows ?? defaultShardRows(width, opts.storeInputs ? inputBytesPerRow(ds.dtype, inputWidth) : 0);
+    if (!Number.isInteger(shardRows) || shardRows < 1) throw new UserError(`--shard-rows ${opts.shardRows}: must be a positive integer`);
+
+    const [datasetFiles, labelFiles] = await Promise.all([fingerprintFiles(ds.files), labelSet ? fingerprintFiles(labelSet.files) : Promise.resolve([])]);
+    const labelsInfo: LabelsInfo | null = labelSet && {
+      source: labelSet.source, files: labelFiles, column: labelSet.column, count: labelSet.labels.length,
+      sha256: sha256Hex(new Uint8Array(labelSet.labels.buffer, labelSet.labels.byteOffset, labelSet.labels.byteLength)),
+    };
+    const config = buildConfig({
+      teacher: teacher.info,
+      dataset: { format: ds.format, files: datasetFiles, input_column: ds.inputColumn, count: ds.count, example_shape: ds.exampleShape, dtype: ds.dtype },
+      labels: labelsInfo,
+      preprocessing,
+      outputShape,
+      storage: storageSpec(opts.format ?? 'parquet', opts.compression ?? 'zstd', shardRows, width, Boolean(labelSet), opts.storeInputs ? { dtype: ds.dtype, width: inputWidth } : null),
+      rows: ds.count,
+    });
+
+    await prepareOutDir(opts.out, config, Boolean(opts.overwrite));
+    const shardDir = path.join(opts.out, SHARD_DIR);
+    await removeStaleTemps(shardDir);
+
+    const { start, end } = shardsOfPartition(config.shard_count, partition);
+    const done = new Map<number, ShardSidecar>();
+    for (const sc of (await readSidecars(opts.out, config)).valid) done.set(sc.index, sc);
+    const todo: number[] = [];
+    for (let s = start; s < end; s++) if (!done.has(s)) todo.push(s);
+    const partLabel = partition.count > 1 ? ` partition ${partition.index}/${partition.count} (${partition.source})` : '';
+    const reused = end - start - todo.length;
+    log(`precompute-logits: ${formatCount(ds.count)} rows, ${config.shard_count} shards of ${shardRows}${partLabel}; ${todo.length} to compute${reused ? `, ${reused} already done` : ''}; provider ${teacher.provider}, batch ${batchSize}`);
+
+    const rowsTodo = todo.reduce((n, s) => n + shardRowCount(config, s), 0);
+    const progress = createProgress({ label: 'precompute', total: rowsTodo, unit: 'rows', quiet: opts.quiet });
+    const pool = new ShardWriterPool(opts.writers ?? 1, 2);
+    let rowsDone = 0;
+    const computeStart = performance.now();
+    let written: ShardSidecar[] = [];
+    try {
+      for (const s of todo) {
+        const cols = await computeShard(teacher, ds, labelSet?.labels ?? null, config, s, batchSize, fixedBatch, Boolean(opts.storeInputs), (n) => {
+          rowsDone += n;
+          progress.update(rowsDone);
+        });
+        await pool.submit(opts.out, s, cols, config.storage, config.config_id, teacher.provider);
+      }
+      written = await pool.drain();
+    } finally {
+      await pool.close();
+    }
+    const computeSecs = (performance.now() - computeStart) / 1000;
+    progress.done();
+
+    const { manifest, missing } = await finalizeCache(opts.out);
+    const nonfinite = written.reduce((n, r) => n + r.nonfinite_rows, 0);
+    const examples = written.flatMap((r) => r.nonfinite_examples).slice(0, 20);
+    const bytes = written.reduce((n, r) => n + r.bytes, 0);
+    const result: PrecomputeResult = {
+      out: opts.out, config, provider: teacher.provider, partition,
+      shardsWritten: written.length, shardsReused: reused, rowsComputed: rowsDone, bytesWritten: bytes,
+      seconds: (performance.now() - started) / 1000,
+      rowsPerSecond: rowsDone / Math.max(computeSecs, 1e-9),
+      nonfiniteRows: nonfinite, nonfiniteExamples: examples,
+      manifest, missingShards: missing,
+    };
+    if (nonfinite > 0) log(`warning: ${nonfinite} rows have NaN/Inf teacher outputs (rows ${examples.join(', ')}${nonfinite > examples.length ? ', ...' : ''}); train-student refuses them unless told to skip them`);
+    log(`done: ${formatCount(rowsDone)} rows in ${written.length} shards (${formatBytes(bytes)}, ${(bytes / Math.max(rowsDone, 1)).toFixed(1)} B/row), ${formatCount(result.rowsPerSecond)} rows/s, provider ${teacher.provider}; ` +
+      (manifest ? `cache complete: ${path.join(opts.out, MANIFEST_FILE)}` : `${missing.length} shards still missing (other partitions); the last partition to finish, or 'kdcache finalize ${opts.out}', writes the manifest`));
+    return result;
+  } finally {
+    await ds.close();
+    await teacher.session.release();
+  }
+}
+
+export function shardRowCount(config: CacheConfig, s: number): number {
+  return Math.min(config.rows, (s + 1) * config.storage.shard_rows) - s * config.storage.shard_rows;
+}
+
+async function probeOutputShape(teacher: Teacher, ds: Dataset, pre: CacheConfig['preprocessing'], fixedBatch: number): Promise<number[]> {
+  const n = fixedBatch || 1;
+  const raw = await ds.read(0, Math.min(n, ds.count));
+  const x = new Float32Array(n * product(pre.input_shape));
+  preprocessInto(raw, Math.min(n, ds.count), pre, x);
+  const out = await runBatch(teacher, x, n, pre.input_shape);
+  return out.dims.slice(1).map(Number);
+}
+
+async function runBatch(teacher: Teacher, x: Float32Array, rows: number, inputShape: number[]): Promise<ort.Tensor> {
+  const feeds = { [teacher.info.input_name]: new ort.Tensor('float32', x.length === rows * product(inputShape) ? x : x.subarray(0, rows * product(inputShape)), [rows, ...inputShape]) };
+  let result: ort.InferenceSession.OnnxValueMapType;
+  try {
+    result = await teacher.session.run(feeds, [teacher.info.output_name]);
+  } catch (err) {
+    const msg = String((err as Error).message ?? err).replace(/\s+/g, ' ').slice(0, 300);
+    throw new UserError(`--teacher ${teacher.info.name}: inference failed on input [${rows}, ${inputShape.join(', ')}] (${msg}); check --input-shape and --input-name`);
+  }
+  return result[teacher.info.output_name] as ort.Tensor;
+}
+
+/**
+ * Run one shard through the teacher. Batches always start at the shard's first row, so every partition
+ * and every rerun computes a shard the same way and writes the same bytes.
+ */
+async function computeShard(
+  teacher: Teacher, ds: Dataset, labels: Int32Array | null, config: CacheConfig, s: number,
+  batchSize: number, fixedBatch: number, storeInputs: boolean, onRows: (n: number) => void,
+): Promise<ShardColumns> {
+  const first = s * config.storage.shard_rows;
+  const rows = shardRowCount(config, s);
+  const width = config.output.width;
+  const pre = config.preprocessing;
+  const inWidth = product(pre.input_shape);
+  const logits = new Float32Array(rows * width);
+  const row = new BigInt64Array(rows);
+  for (let i = 0; i < rows; i++) row[i] = BigInt(first + i);
+  const input = storeInputs ? allocTyped(ds.dtype, rows * product(ds.exampleShape)) : undefined;
+  const x = new Float32Array(batchSize * inWidth);
+
+  const read = (b: number): Promise<TypedArray> => ds.read(first + b, first + Math.min(rows, b + batchSize));
+  let next = read(0);
+  for (let b = 0; b < rows; b += batchSize) {
+    const n = Math.min(batchSize, rows - b);
+    const raw = await next;
+    if (b + batchSize < rows) next = read(b + batchSize); // the read proceeds while the teacher runs
+    preprocessInto(raw, n, pre, x);
+    if (input) (input as Float32Array).set(raw as Float32Array, b * product(ds.exampleShape));
+    const feedRows = fixedBatch || n;
+    if (fixedBatch) x.fill(0, n * inWidth); // pad a partial batch for a fixed-batch model; padding rows are dropped
+    const out = await runBatch(teacher, x, feedRows, pre.input_shape);
+    const data = out.data;
+    if (out.dims.length < 1 || Number(out.dims[0]) !== feedRows || data.length !== feedRows * width) {
+      throw new UserError(`--teacher ${teacher.info.name}: output '${teacher.info.output_name}' has shape [${out.dims.join(', ')}] for a batch of ${feedRows}; expected [${feedRows}, ${config.output.shape.join(', ')}]`);
+    }
+    copyLogits(data, n * width, logits, b * width, teacher.info.output_type);
+    onRows(n);
+  }
+  return {
+    rows, row, logits, logitsWidth: width, logitsDtype: 'float32',
+    ...(labels ? { label: labels.slice(first, first + rows) } : {}),
+    ...(input ? { input, inputWidth: product(ds.exampleShape), inputDtype: ds.dtype } : {}),
+  };
+}
+
+function copyLogits(src: ort.Tensor['data'], n: number, dst: Float32Array, offset: number, type: string): void {
+  if (src instanceof Float32Array) dst.set(src.subarray(0, n), offset);
+  else if (src instanceof Float64Array) for (let i = 0; i < n; i++) dst[offset + i] = src[i];
+  else throw new UserError(`teacher output type ${type} is not supported; export the teacher with a float32 output`);
+}
+
+/**
+ * config.json binds the directory to one teacher/dataset/preprocessing/storage. The first writer
+ * creates it atomically; later runs and other partitions must match it.
+ */
+async function prepareOutDir(out: string, config: CacheConfig, overwrite: boolean): Promise<void> {
+  try {
+    await fs.mkdir(path.join(out, SHARD_DIR), { recursive: true });
+    await fs.access(out, fs.constants.W_OK);
+  } catch (err) {
+    const e = describeFsError(err, out, 'create the output directory');
+    throw e ? new UserError(`--out ${e.message}`) : err;
+  }
+  const configPath = path.join(out, CONFIG_FILE);
+  const text = `${JSON.stringify(config, null, 2)}\n`;
+  if (await createFileExclusive(configPath, text)) return;
+  let existing: CacheConfig | undefined;
+  try {
+    existing = await readJsonFile<CacheConfig>(configPath);
+  } catch {
+    existing = undefined;
+  }
+  if (existing?.config_id === config.config_id) return;
+  if (!overwrite) {
+    const diff = existing ? configDifferences(existing, config).join(', ') : 'unreadable config.json';
+    throw new UserError(`--out ${out}: holds a cache made with a different ${diff || 'configuration'}; use a new --out, or --overwrite to replace it`);
+  }
+  await fs.rm(path.join(out, MANIFEST_FILE), { force: true });
+  await fs.rm(path.join(out, SHARD_DIR), { recursive: true, force: true });
+  await fs.rm(configPath, { force: true });
+  await fs.mkdir(path.join(out, SHARD_DIR), { recursive: true });
+  if (!(await createFileExclusive(configPath, text))) {
+    throw new UserError(`--out ${out}: another process is writing a different cache here at the same time`);
+  }
+}

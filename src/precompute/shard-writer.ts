@@ -1,0 +1,84 @@
+import { Worker } from 'node:worker_threads';
+import type { ShardColumns, StorageSpec } from '../shards/format.js';
+import type { ShardSidecar } from '../shards/manifest-types.js';
+import { UserError, describeFsError } from '../util/errors.js';
+import type { WriteReply, WriteRequest } from './writer-worker.js';
+
+/**
+ * A pool of writer workers with a bounded queue: submit() resolves once there is room, so at most
+ * `maxPending` finished shards wait in memory while inference goes on.
+ */
+export class ShardWriterPool {
+  private readonly workers: Worker[] = [];
+  private readonly idle: Worker[] = [];
+  private readonly waiting: { req: WriteRequest; transfer: ArrayBuffer[] }[] = [];
+  private readonly pending = new Map<number, { resolve: (r: ShardSidecar) => void; reject: (e: Error) => void }>();
+  private readonly results: Promise<ShardSidecar>[] = [];
+  private nextId = 0;
+  private firstError: Error | undefined;
+  private roomWaiters: (() => void)[] = [];
+
+  constructor(threads: number, private readonly maxPending: number) {
+    for (let i = 0; i < threads; i++) {
+      const w = new Worker(new URL('./writer-worker.js', import.meta.url));
+      w.on('message', (reply: WriteReply) => this.onReply(w, reply));
+      w.on('error', (err) => this.fail(err));
+      w.unref();
+      this.workers.push(w);
+      this.idle.push(w);
+    }
+  }
+
+  private onReply(w: Worker, reply: WriteReply): void {
+    const p = this.pending.get(reply.id)!;
+    this.pending.delete(reply.id);
+    if (reply.ok) p.resolve(reply.record as ShardSidecar);
+    else {
+      const err = reply.user ? new UserError(reply.message)
+        : (describeFsError({ code: reply.code }, /(\S+):/.exec(reply.message)?.[1] ?? 'shard', 'write the shard') ?? new Error(reply.message));
+      this.fail(err);
+      p.reject(err);
+    }
+    this.idle.push(w);
+    this.pump();
+    this.roomWaiters.splice(0).forEach((f) => f());
+  }
+
+  private fail(err: Error): void {
+    this.firstError ??= err;
+    this.roomWaiters.splice(0).forEach((f) => f());
+  }
+
+  private pump(): void {
+    while (this.idle.length > 0 && this.waiting.length > 0) {
+      const w = this.idle.pop()!;
+      const { req, transfer } = this.waiting.shift()!;
+      w.postMessage(req, transfer);
+    }
+  }
+
+  /** Queue a shard; buffers in `cols` are transferred (the caller must not reuse them). */
+  async submit(cacheDir: string, index: number, cols: ShardColumns, storage: StorageSpec, configId: string, provider: string): Promise<void> {
+    while (this.pending.size >= this.maxPending && !this.firstError) await new Promise<void>((r) => this.roomWaiters.push(r));
+    if (this.firstError) throw this.firstError;
+    const id = this.nextId++;
+    const transfer = [cols.row.buffer, cols.logits.buffer, cols.label?.buffer, cols.input?.buffer]
+      .filter((b): b is ArrayBuffer => b instanceof ArrayBuffer);
+    const result = new Promise<ShardSidecar>((resolve, reject) => this.pending.set(id, { resolve, reject }));
+    result.catch(() => {});
+    this.results.push(result);
+    this.waiting.push({ req: { id, cacheDir, index, cols, storage, configId, provider }, transfer: [...new Set(transfer)] });
+    this.pump();
+  }
+
+  /** Wait for every queued shard; throws the first failure. */
+  async drain(): Promise<ShardSidecar[]> {
+    const settled = await Promise.allSettled(this.results);
+    if (this.firstError) throw this.firstError;
+    return settled.map((s) => (s as PromiseFulfilledResult<ShardSidecar>).value);
+  }
+
+  async close(): Promise<void> {
+    await Promise.all(this.workers.map((w) => w.terminate()));
+  }
+}
