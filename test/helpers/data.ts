@@ -1,0 +1,97 @@
+import { spawn, spawnSync } from 'node:child_process';
+import { createHash } from 'node:crypto';
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { gzipSync } from 'node:zlib';
+
+/** Repository root, from dist/test/helpers/ */
+export const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../..');
+export const FIXTURES = path.join(ROOT, 'test/fixtures');
+export const BIN = path.join(ROOT, 'dist/src/cli');
+
+const NPY_DESCR: Record<string, string> = {
+  Float32Array: '<f4', Float64Array: '<f8', Uint8Array: '|u1', Int32Array: '<i4', BigInt64Array: '<i8', Int16Array: '<i2',
+};
+
+/** Write a C-order .npy file (format 1.0). */
+export function writeNpy(file: string, data: Float32Array | Float64Array | Uint8Array | Int32Array | BigInt64Array | Int16Array, shape: number[], descr?: string): void {
+  const d = descr ?? NPY_DESCR[data.constructor.name];
+  let header = `{'descr': '${d}', 'fortran_order': False, 'shape': (${shape.join(', ')}${shape.length === 1 ? ',' : ''}), }`;
+  const total = 10 + header.length + 1;
+  header += ' '.repeat((64 - (total % 64)) % 64) + '\n';
+  const head = Buffer.alloc(10);
+  Buffer.from([0x93, 0x4e, 0x55, 0x4d, 0x50, 0x59, 1, 0]).copy(head);
+  head.writeUInt16LE(header.length, 8);
+  fs.writeFileSync(file, Buffer.concat([head, Buffer.from(header, 'latin1'), Buffer.from(data.buffer, data.byteOffset, data.byteLength)]));
+}
+
+/** Write an MNIST-style IDX file of uint8 (optionally gzip). */
+export function writeIdxU8(file: string, data: Uint8Array, shape: number[], gzip = false): void {
+  const head = Buffer.alloc(4 + 4 * shape.length);
+  head[2] = 0x08;
+  head[3] = shape.length;
+  shape.forEach((d, i) => head.writeUInt32BE(d, 4 + 4 * i));
+  const bytes = Buffer.concat([head, Buffer.from(data)]);
+  fs.writeFileSync(file, gzip ? gzipSync(bytes) : bytes);
+}
+
+/** Deterministic pseudo-random floats in [-2, 2). */
+export function randomFloats(n: number, seed = 1): Float32Array {
+  const out = new Float32Array(n);
+  let s = seed >>> 0;
+  for (let i = 0; i < n; i++) {
+    s = (s + 0x6d2b79f5) >>> 0;
+    let t = s;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    out[i] = (((t ^ (t >>> 14)) >>> 0) / 4294967296) * 4 - 2;
+  }
+  return out;
+}
+
+export function tempDir(prefix = 'kdcache-test-'): string {
+  return fs.mkdtempSync(path.join(fs.realpathSync(process.env.TMPDIR ?? '/tmp'), prefix));
+}
+
+export interface CliResult {
+  code: number | null;
+  signal: NodeJS.Signals | null;
+  stdout: string;
+  stderr: string;
+}
+
+/** Run one of the project's CLIs (built in dist/) as a child process. */
+export function runCli(bin: 'precompute-logits' | 'train-student' | 'kdcache', args: string[], env: NodeJS.ProcessEnv = {}): CliResult {
+  const r = spawnSync(process.execPath, [path.join(BIN, `${bin}.js`), ...args], { encoding: 'utf8', env: { ...process.env, ...env }, timeout: 120_000 });
+  return { code: r.status, signal: r.signal, stdout: r.stdout, stderr: r.stderr };
+}
+
+export function runCliAsync(bin: 'precompute-logits' | 'train-student' | 'kdcache', args: string[], env: NodeJS.ProcessEnv = {}) {
+  return spawn(process.execPath, [path.join(BIN, `${bin}.js`), ...args], { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+}
+
+/** sha256 of every file in a directory (non-recursive), by name; temp files included so leftovers show. */
+export function dirHashes(dir: string): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const name of fs.readdirSync(dir).sort()) {
+    const p = path.join(dir, name);
+    if (fs.statSync(p).isFile()) out[name] = fileSha(p);
+  }
+  return out;
+}
+
+function fileSha(p: string): string {
+  return createHash('sha256').update(fs.readFileSync(p)).digest('hex');
+}
+
+/** The one-line-error contract: non-zero exit, a single "error: ..." line, no stack trace. */
+export function assertOneLineError(r: CliResult, pattern: RegExp): string {
+  const lines = r.stderr.trim().split('\n').filter((l) => !l.startsWith('notice') && !l.startsWith('precompute-logits:'));
+  const msg = lines.join('\n');
+  if (r.code === 0 || r.code === null) throw new Error(`expected a non-zero exit, got ${r.code}; stderr: ${r.stderr}`);
+  if (lines.length !== 1 || !lines[0].startsWith('error: ')) throw new Error(`expected one "error:" line, got:\n${r.stderr}`);
+  if (/\n\s+at /.test(r.stderr)) throw new Error(`stack trace printed:\n${r.stderr}`);
+  if (!pattern.test(msg)) throw new Error(`error ${JSON.stringify(msg)} does not match ${pattern}`);
+  return msg;
+}
