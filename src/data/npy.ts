@@ -125,3 +125,22 @@ export function toLabels(values: TypedArray, file: string): Int32Array {
   }
   return out;
 }
+
+const DESCR_OF: Partial<Record<DType, string>> = {
+  float32: '<f4', float64: '<f8', uint8: '|u1', int8: '|i1', uint16: '<u2', int16: '<i2', uint32: '<u4', int32: '<i4', int64: '<i8',
+};
+
+/** Encode a C-order .npy (format 1.0); `descr` overrides the numpy type string (tests use it for bad types). */
+export function encodeNpy(data: TypedArray, dtype: DType, shape: number[], descr?: string): Uint8Array {
+  const d = descr ?? DESCR_OF[dtype];
+  if (!d) throw new Error(`cannot encode ${dtype} as .npy`);
+  let header = `{'descr': '${d}', 'fortran_order': False, 'shape': (${shape.join(', ')}${shape.length === 1 ? ',' : ''}), }`;
+  header += ' '.repeat((64 - ((10 + header.length + 1) % 64)) % 64) + '\n';
+  const out = new Uint8Array(10 + header.length + data.byteLength);
+  out.set(MAGIC, 0);
+  out[6] = 1;
+  new DataView(out.buffer).setUint16(8, header.length, true);
+  for (let i = 0; i < header.length; i++) out[10 + i] = header.charCodeAt(i);
+  out.set(new Uint8Array(data.buffer, data.byteOffset, data.byteLength), 10 + header.length);
+  return out;
+}

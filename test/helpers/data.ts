@@ -4,26 +4,21 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { gzipSync } from 'node:zlib';
+import { encodeNpy } from '../../src/data/npy.js';
+import type { DType, TypedArray } from '../../src/util/dtype.js';
 
 /** Repository root, from dist/test/helpers/ */
 export const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../..');
 export const FIXTURES = path.join(ROOT, 'test/fixtures');
 export const BIN = path.join(ROOT, 'dist/src/cli');
 
-const NPY_DESCR: Record<string, string> = {
-  Float32Array: '<f4', Float64Array: '<f8', Uint8Array: '|u1', Int32Array: '<i4', BigInt64Array: '<i8', Int16Array: '<i2',
+const DTYPES: Record<string, DType> = {
+  Float32Array: 'float32', Float64Array: 'float64', Uint8Array: 'uint8', Int32Array: 'int32', BigInt64Array: 'int64', Int16Array: 'int16',
 };
 
-/** Write a C-order .npy file (format 1.0). */
-export function writeNpy(file: string, data: Float32Array | Float64Array | Uint8Array | Int32Array | BigInt64Array | Int16Array, shape: number[], descr?: string): void {
-  const d = descr ?? NPY_DESCR[data.constructor.name];
-  let header = `{'descr': '${d}', 'fortran_order': False, 'shape': (${shape.join(', ')}${shape.length === 1 ? ',' : ''}), }`;
-  const total = 10 + header.length + 1;
-  header += ' '.repeat((64 - (total % 64)) % 64) + '\n';
-  const head = Buffer.alloc(10);
-  Buffer.from([0x93, 0x4e, 0x55, 0x4d, 0x50, 0x59, 1, 0]).copy(head);
-  head.writeUInt16LE(header.length, 8);
-  fs.writeFileSync(file, Buffer.concat([head, Buffer.from(header, 'latin1'), Buffer.from(data.buffer, data.byteOffset, data.byteLength)]));
+/** Write a C-order .npy file. */
+export function writeNpy(file: string, data: TypedArray, shape: number[], descr?: string): void {
+  fs.writeFileSync(file, encodeNpy(data, DTYPES[data.constructor.name], shape, descr));
 }
 
 /** Write an MNIST-style IDX file of uint8 (optionally gzip). */

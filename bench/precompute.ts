@@ -1,0 +1,82 @@
+/**
+ * End-to-end precompute throughput against the ceiling: a raw loop of session.run over tensors that
+ * are already preprocessed and in memory, same model, batch size and threads. Runs alternate
+ * (raw, pipeline, raw, pipeline, ...) so machine drift hits both; medians are reported.
+ *
+ *   npm run bench:precompute [-- --reps 3]
+ */
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import * as ort from 'onnxruntime-node';
+import { encodeNpy } from '../src/data/npy.js';
+import { precomputeLogits } from '../src/precompute/run.js';
+import { MODELS, ensureBenchModels, machine, median, saveResult, table } from './common.js';
+
+interface Case { name: string; model: string; rows: number; batch: number }
+
+const reps = Number(process.argv[process.argv.indexOf('--reps') + 1]) || 3;
+const threads = os.cpus().length;
+
+async function rawLoop(model: string, x: Float32Array, rows: number, batch: number): Promise<number> {
+  const s = await ort.InferenceSession.create(model, { intraOpNumThreads: threads, interOpNumThreads: 1, graphOptimizationLevel: 'all' });
+  const feeds: ort.Tensor[] = [];
+  for (let b = 0; b < rows; b += batch) {
+    const n = Math.min(batch, rows - b);
+    feeds.push(new ort.Tensor('float32', x.subarray(b * 784, (b + n) * 784), [n, 784]));
+  }
+  await s.run({ x: feeds[0] }); // warm-up, as the pipeline's shape probe does
+  const t0 = performance.now();
+  for (const f of feeds) await s.run({ x: f });
+  const secs = (performance.now() - t0) / 1000;
+  await s.release();
+  return rows / secs;
+}
+
+async function main(): Promise<void> {
+  ensureBenchModels();
+  const cases: Case[] = [
+    { name: 'mlp 784-1200-1200-10', model: path.join(MODELS, 'mlp_784_1200_1200_10.onnx'), rows: 30_000, batch: 256 },
+    { name: 'mlp 784-4096x3-10 (inference-bound)', model: path.join(MODELS, 'mlp_784_4096x3_10.onnx'), rows: 6_000, batch: 256 },
+  ];
+  const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'kdcache-bench-'));
+  const results = [];
+  try {
+    for (const c of cases) {
+      const u8 = new Uint8Array(c.rows * 784);
+      for (let i = 0; i < u8.length; i++) u8[i] = (i * 2654435761) >>> 24;
+      const dataFile = path.join(tmp, `data-${c.rows}.npy`);
+      fs.writeFileSync(dataFile, encodeNpy(u8, 'uint8', [c.rows, 784]));
+      const x = Float32Array.from(u8, (v) => v / 255);
+      const raw: number[] = [];
+      const pipe: number[] = [];
+      const wall: number[] = [];
+      let bytesPerRow = 0;
+      for (let r = 0; r < reps; r++) {
+        raw.push(await rawLoop(c.model, x, c.rows, c.batch));
+        const out = path.join(tmp, `out-${r}`);
+        const t0 = performance.now();
+        const res = await precomputeLogits({ teacher: c.model, data: dataFile, out, scale: 1 / 255, batchSize: c.batch, threads, device: 'cpu', quiet: true });
+        wall.push(c.rows / ((performance.now() - t0) / 1000));
+        pipe.push(res.rowsPerSecond);
+        bytesPerRow = res.bytesWritten / c.rows;
+        fs.rmSync(out, { recursive: true, force: true });
+        process.stderr.write(`  ${c.name} rep ${r + 1}/${reps}: raw ${raw[r].toFixed(0)} rows/s, pipeline ${pipe[r].toFixed(0)} rows/s\n`);
+      }
+      const ratios = raw.map((v, i) => pipe[i] / v);
+      results.push({
+        case: c.name, rows: c.rows, batch: c.batch, threads,
+        raw_rows_per_s: median(raw), pipeline_rows_per_s: median(pipe), pipeline_ratio_median: median(ratios),
+        pipeline_ratio_min: Math.min(...ratios), end_to_end_rows_per_s_incl_startup: median(wall), bytes_per_row: bytesPerRow,
+      });
+    }
+  } finally {
+    fs.rmSync(tmp, { recursive: true, force: true });
+  }
+  const rows: (string | number)[][] = [['case', 'raw rows/s', 'pipeline rows/s', 'ratio (median)', 'incl. startup rows/s', 'bytes/row']];
+  for (const r of results) rows.push([r.case, r.raw_rows_per_s.toFixed(0), r.pipeline_rows_per_s.toFixed(0), r.pipeline_ratio_median.toFixed(3), r.end_to_end_rows_per_s_incl_startup.toFixed(0), r.bytes_per_row.toFixed(1)]);
+  console.log(table(rows));
+  console.log(`target: pipeline >= 0.95 x raw session.run loop; saved ${saveResult('precompute', { machine: machine(), reps, target_ratio: 0.95, results })}`);
+}
+
+await main();
