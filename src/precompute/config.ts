@@ -1,10 +1,10 @@
 import type { Compression, StorageFormat, StorageSpec } from '../shards/format.js';
 import { COL_INPUT, COL_LABEL, COL_LOGITS, COL_ROW, FORMAT_VERSION } from '../shards/format.js';
+import { canonicalJson, configId } from '../shards/config-id.js';
 import type { CacheConfig, DatasetInfo, LabelsInfo, Preprocessing, TeacherInfo } from '../shards/manifest-types.js';
 import type { DType } from '../util/dtype.js';
 import { DTYPE_BYTES, product } from '../util/dtype.js';
 import { UserError } from '../util/errors.js';
-import { sha256Hex } from '../util/fsx.js';
 import { TOOL_VERSION } from '../version.js';
 
 export interface PreprocessingFlags {
@@ -58,16 +58,6 @@ export function storageSpec(format: StorageFormat, compression: Compression, sha
   return { format, compression, shard_rows: shardRows, logits_dtype: 'float32', columns };
 }
 
-/** JSON with sorted keys: the same config always hashes to the same id. */
-export function canonicalJson(value: unknown): string {
-  if (Array.isArray(value)) return `[${value.map(canonicalJson).join(',')}]`;
-  if (value && typeof value === 'object') {
-    const keys = Object.keys(value).sort();
-    return `{${keys.map((k) => `${JSON.stringify(k)}:${canonicalJson((value as Record<string, unknown>)[k])}`).join(',')}}`;
-  }
-  return JSON.stringify(value);
-}
-
 export function buildConfig(parts: {
   teacher: TeacherInfo;
   dataset: DatasetInfo;
@@ -89,8 +79,7 @@ export function buildConfig(parts: {
     rows: parts.rows,
     shard_count: shardCount,
   };
-  // The tool version is recorded but not hashed: a patch release must not invalidate existing caches.
-  return { ...body, tool: { name: 'kdcache', version: TOOL_VERSION }, config_id: sha256Hex(canonicalJson(body)) };
+  return { ...body, tool: { name: 'kdcache', version: TOOL_VERSION }, config_id: configId(body) };
 }
 
 /** Name the top-level fields that differ, for the "made with a different ..." error. */
