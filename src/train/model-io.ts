@@ -19,7 +19,7 @@ interface ModelJson {
   convertedBy?: string | null;
   trainingConfig?: tf.io.TrainingConfig;
   weightsManifest?: tf.io.WeightsManifestConfig;
-  userDefinedMetadata?: Record<string, unknown>;
+  userDefinedMetadata?: { [key: string]: {} };
 }
 
 /** Save handler: `<dir>/model.json` + `<dir>/weights.bin`, each replaced atomically, weights first. */

@@ -46,5 +46,5 @@ function mseTerm(student: tf.Tensor2D, teacher: tf.Tensor2D): tf.Scalar {
 function crossEntropyTerm(student: tf.Tensor2D, labels: tf.Tensor1D): tf.Scalar {
   const k = student.shape[1];
   const oneHot = tf.oneHot(labels.toInt(), k);
-  return tf.neg(tf.mean(tf.sum(tf.mul(oneHot, tf.logSoftmax(student)), 1)));
+  return tf.neg(tf.mean(tf.sum(tf.mul(oneHot, tf.logSoftmax(student)), 1))) as tf.Scalar;
 }
