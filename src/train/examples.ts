@@ -1,0 +1,67 @@
+/**
+ * A block of training examples in flat typed arrays: student inputs (already preprocessed and laid
+ * out for the student), teacher logits, labels and dataset row indices. Used for decoded shards,
+ * the shuffle buffer and batches alike, so that moving a row is a few typed-array copies.
+ */
+export class ExampleTable {
+  /** rows in use, from 0 */
+  length = 0;
+  readonly x: Float32Array;
+  /** teacher logits, capacity * logitsWidth; all zero when the source has no teacher */
+  readonly t: Float32Array;
+  /** class label, -1 when unknown */
+  readonly y: Int32Array;
+  readonly row: Float64Array;
+
+  constructor(
+    readonly capacity: number,
+    readonly inputWidth: number,
+    readonly logitsWidth: number,
+    arrays: Partial<Pick<ExampleTable, 'x' | 't' | 'y' | 'row'>> = {},
+  ) {
+    this.x = arrays.x ?? new Float32Array(capacity * inputWidth);
+    this.t = arrays.t ?? new Float32Array(capacity * logitsWidth);
+    this.y = arrays.y ?? new Int32Array(capacity).fill(-1);
+    this.row = arrays.row ?? new Float64Array(capacity);
+    if (this.x.length < capacity * inputWidth || this.t.length < capacity * logitsWidth || this.y.length < capacity || this.row.length < capacity) {
+      throw new RangeError('ExampleTable: an array is shorter than capacity * width');
+    }
+  }
+
+  get full(): boolean {
+    return this.length >= this.capacity;
+  }
+
+  /** Copy row `i` of `src` into slot `slot` of this table. */
+  put(slot: number, src: ExampleTable, i: number): void {
+    const d = this.inputWidth;
+    const k = this.logitsWidth;
+    this.x.set(src.x.subarray(i * d, i * d + d), slot * d);
+    if (k > 0) this.t.set(src.t.subarray(i * k, i * k + k), slot * k);
+    this.y[slot] = src.y[i];
+    this.row[slot] = src.row[i];
+  }
+
+  append(src: ExampleTable, i: number): void {
+    this.put(this.length++, src, i);
+  }
+
+  /** The first `length` rows' inputs / logits / labels, as views (no copy). */
+  xView(): Float32Array {
+    return this.x.subarray(0, this.length * this.inputWidth);
+  }
+
+  tView(): Float32Array {
+    return this.t.subarray(0, this.length * this.logitsWidth);
+  }
+
+  yView(): Int32Array {
+    return this.y.subarray(0, this.length);
+  }
+}
+
+/** True when all of row i's teacher logits are finite (NaN/Inf rows cannot be distilled from). */
+export function teacherRowFinite(t: Float32Array, i: number, k: number): boolean {
+  for (let j = i * k; j < i * k + k; j++) if (!Number.isFinite(t[j])) return false;
+  return true;
+}
