@@ -72,3 +72,11 @@ export interface ShardRecord {
   /** number of rows whose logits contain NaN or Inf */
   nonfinite_rows: number;
 }
+
+/**
+ * Key-value metadata every shard carries (Parquet file key-value metadata, Arrow schema metadata), so
+ * a shard copied into the wrong cache or renamed is detected even without the manifest.
+ */
+export const META_CONFIG_ID = 'kdcache.config_id';
+export const META_FIRST_ROW = 'kdcache.first_row';
+export const META_SHARD_INDEX = 'kdcache.shard_index';

@@ -1,0 +1,162 @@
+/**
+ * Reading shards back: bytes -> typed arrays, with every way a file can be wrong (damaged, truncated,
+ * replaced, copied from another cache) reported as one line naming the shard and the fix.
+ */
+import { openAsBlob } from 'node:fs';
+import * as fs from 'node:fs/promises';
+import * as arrow from 'apache-arrow';
+import * as pw from 'parquet-wasm';
+import { describeFsError, UserError } from '../util/errors.js';
+import { sha256Hex } from '../util/fsx.js';
+import {
+  META_CONFIG_ID, META_FIRST_ROW, META_SHARD_INDEX,
+  type ShardColumns, type ShardRecord, type StorageFormat,
+} from './format.js';
+import { resolveInside } from './paths.js';
+import { columnsFromTable } from './table-columns.js';
+
+export const REGENERATE = 're-run precompute-logits with the same arguments to regenerate it';
+
+/** What a shard says about itself (absent keys: not written by kdcache). */
+export interface EmbeddedMeta {
+  config_id?: string;
+  first_row?: number;
+  shard_index?: number;
+}
+
+export function embeddedMeta(metadata: ReadonlyMap<string, string>): EmbeddedMeta {
+  const num = (key: string): number | undefined => {
+    const v = metadata.get(key);
+    return v !== undefined && /^\d+$/.test(v) ? Number(v) : undefined;
+  };
+  return { config_id: metadata.get(META_CONFIG_ID), first_row: num(META_FIRST_ROW), shard_index: num(META_SHARD_INDEX) };
+}
+
+const PAR1 = [0x50, 0x41, 0x52, 0x31];
+const ARROW1 = [0x41, 0x52, 0x52, 0x4f, 0x57, 0x31];
+
+function hasMagic(bytes: Uint8Array, magic: number[], at: number): boolean {
+  return at >= 0 && at + magic.length <= bytes.byteLength && magic.every((b, i) => bytes[at + i] === b);
+}
+
+/** Check the format's magic numbers before handing bytes to a parser that would fail obscurely. */
+function checkMagic(bytes: Uint8Array, format: StorageFormat, file: string): void {
+  if (format === 'parquet') {
+    if (!hasMagic(bytes, PAR1, 0)) throw new UserError(`${file}: not a Parquet file (no PAR1 header); ${REGENERATE}`);
+    if (bytes.byteLength < 12 || !hasMagic(bytes, PAR1, bytes.byteLength - 4)) {
+      throw new UserError(`${file}: Parquet file is truncated (no PAR1 footer); ${REGENERATE}`);
+    }
+    return;
+  }
+  if (!hasMagic(bytes, ARROW1, 0)) {
+    const stream = bytes.byteLength >= 4 && bytes[0] === 0xff && bytes[1] === 0xff && bytes[2] === 0xff && bytes[3] === 0xff;
+    throw new UserError(`${file}: ${stream ? 'an Arrow IPC stream, expected an Arrow IPC file' : 'not an Arrow IPC file (no ARROW1 header)'}; ${REGENERATE}`);
+  }
+  if (!hasMagic(bytes, ARROW1, bytes.byteLength - ARROW1.length)) {
+    throw new UserError(`${file}: Arrow IPC file is truncated (no ARROW1 footer); ${REGENERATE}`);
+  }
+}
+
+function firstLine(err: unknown): string {
+  return (err instanceof Error ? err.message : String(err)).split('\n')[0];
+}
+
+/** Parse a shard (or any Parquet/Arrow file with the same columns) into an Arrow table. */
+export function shardBytesToTable(bytes: Uint8Array, format: StorageFormat, file: string): arrow.Table {
+  checkMagic(bytes, format, file);
+  try {
+    if (format === 'parquet') {
+      // One batch for the whole file: columns come back as single views, no concatenation.
+      return arrow.tableFromIPC(pw.readParquet(bytes, { batchSize: 1 << 30 }).intoIPCStream());
+    }
+    // Arrow reads buffers in place and needs them 8-byte aligned; a copy is cheaper than failing.
+    return arrow.tableFromIPC(bytes.byteOffset % 8 === 0 ? bytes : bytes.slice());
+  } catch (err) {
+    throw new UserError(`${file}: cannot decode ${format === 'parquet' ? 'Parquet' : 'Arrow IPC'} data (${firstLine(err)}); ${REGENERATE}`);
+  }
+}
+
+export function decodeShardWithMeta(bytes: Uint8Array, format: StorageFormat, file: string): { cols: ShardColumns; meta: EmbeddedMeta } {
+  const table = shardBytesToTable(bytes, format, file);
+  return { cols: columnsFromTable(table, file), meta: embeddedMeta(table.schema.metadata) };
+}
+
+/** Decode shard bytes into flat typed arrays; `file` names the shard in errors. */
+export function decodeShard(bytes: Uint8Array, format: StorageFormat, file: string): ShardColumns {
+  return decodeShardWithMeta(bytes, format, file).cols;
+}
+
+/**
+ * The metadata a shard carries, reading only its footer (Parquet) or schema (Arrow): cheap enough to
+ * check every shard of a cache without hashing it.
+ */
+export async function readShardMeta(absPath: string, format: StorageFormat, file: string): Promise<EmbeddedMeta> {
+  try {
+    if (format === 'parquet') {
+      const pf = await pw.ParquetFile.fromFile(await openAsBlob(absPath));
+      try {
+        return embeddedMeta(pf.metadata().fileMetadata().keyValueMetadata() as Map<string, string>);
+      } finally {
+        pf.free();
+      }
+    }
+    const fh = await fs.open(absPath, 'r');
+    try {
+      const reader = await arrow.RecordBatchReader.from(fh);
+      await reader.open();
+      if (!reader.isFile()) throw new Error('an Arrow IPC stream, expected an Arrow IPC file');
+      return embeddedMeta(reader.schema.metadata);
+    } finally {
+      await fh.close().catch(() => {});
+    }
+  } catch (err) {
+    const fsErr = describeFsError(err, file, 'read');
+    if (fsErr) throw fsErr;
+    throw new UserError(`${file}: cannot read ${format === 'parquet' ? 'Parquet footer' : 'Arrow IPC schema'} (${firstLine(err)}); ${REGENERATE}`);
+  }
+}
+
+/** The one-line mismatch between a shard's embedded metadata and its manifest record, if any. */
+export function metaProblem(meta: EmbeddedMeta, record: Pick<ShardRecord, 'index' | 'first_row'>, expectConfigId?: string): string | undefined {
+  if (meta.config_id === undefined || meta.first_row === undefined) return 'carries no kdcache metadata (not a kdcache shard)';
+  if (expectConfigId !== undefined && meta.config_id !== expectConfigId) {
+    return `belongs to another cache (config_id ${meta.config_id.slice(0, 12)}..., this cache is ${expectConfigId.slice(0, 12)}...): shards were copied between cache directories`;
+  }
+  if (meta.first_row !== record.first_row) return `holds rows from ${meta.first_row}, the manifest expects ${record.first_row}: shard files were renamed or mixed`;
+  if (meta.shard_index !== undefined && meta.shard_index !== record.index) return `is shard ${meta.shard_index}, the manifest expects shard ${record.index}: shard files were renamed or mixed`;
+  return undefined;
+}
+
+export interface ReadShardOptions {
+  /** the cache's config_id; a shard carrying another one was copied from a different cache */
+  expectConfigId?: string;
+  /** compare sha256 with the record (default true) */
+  verifyChecksum?: boolean;
+}
+
+/** Read, verify and decode the shard a manifest record describes. */
+export async function readShardFile(cacheDir: string, record: ShardRecord, format: StorageFormat, opts: ReadShardOptions = {}): Promise<ShardColumns> {
+  const file = record.file;
+  const abs = await resolveInside(cacheDir, file);
+  let bytes: Uint8Array;
+  try {
+    bytes = await fs.readFile(abs);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') throw new UserError(`${file}: missing; ${REGENERATE}`);
+    throw describeFsError(err, file, 'read') ?? err;
+  }
+  if (bytes.byteLength !== record.bytes) {
+    throw new UserError(`${file}: ${bytes.byteLength} bytes, the manifest says ${record.bytes} (truncated or replaced); ${REGENERATE}`);
+  }
+  if (opts.verifyChecksum !== false && sha256Hex(bytes) !== record.sha256) {
+    throw new UserError(`${file}: sha256 differs from manifest (file changed or corrupted); ${REGENERATE}`);
+  }
+  const { cols, meta } = decodeShardWithMeta(bytes, format, file);
+  const problem = metaProblem(meta, record, opts.expectConfigId);
+  if (problem) throw new UserError(`${file}: ${problem}; ${REGENERATE}`);
+  if (cols.rows !== record.rows) throw new UserError(`${file}: ${cols.rows} rows, the manifest says ${record.rows}; ${REGENERATE}`);
+  if (cols.rows > 0 && (cols.row[0] !== BigInt(record.first_row) || cols.row[cols.rows - 1] !== BigInt(record.first_row + cols.rows - 1))) {
+    throw new UserError(`${file}: row ids ${cols.row[0]}..${cols.row[cols.rows - 1]} do not match rows ${record.first_row}..${record.first_row + cols.rows - 1} of the manifest; ${REGENERATE}`);
+  }
+  return cols;
+}

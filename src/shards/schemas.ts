@@ -1,0 +1,144 @@
+/**
+ * Structure and consistency of config.json, sidecars and manifest.json. Everything kdcache later uses
+ * for arithmetic or file access is checked here, so hostile or damaged JSON fails with one line
+ * naming the file and the field instead of misbehaving later.
+ */
+import { product } from '../util/dtype.js';
+import { FORMAT_VERSION } from './format.js';
+import {
+  arrayOf, bool, type Check, fieldFail, finite, int, nullable, object, oneOf, optional, sha256, str,
+} from './json-check.js';
+import { relPathProblem, shardRelPath } from './paths.js';
+import type { CacheConfig, Manifest } from './manifest-types.js';
+import type { ShardRecord } from './format.js';
+
+const DTYPES = ['float32', 'float64', 'float16', 'uint8', 'int8', 'uint16', 'int16', 'uint32', 'int32', 'int64'] as const;
+const MAX_DIM = 2 ** 31 - 1;
+/** Beyond this a cache would need an absurd number of files; refuse rather than loop over it. */
+export const MAX_SHARDS = 10_000_000;
+
+const fingerprint = object({ name: str, sha256, bytes: int(0) });
+const shape = (min: number): Check => arrayOf(int(min, MAX_DIM), 64);
+
+const teacher = object({
+  name: str, sha256, bytes: int(0),
+  input_name: str, output_name: str,
+  input_names: arrayOf(str, 4096), output_names: arrayOf(str, 4096),
+  input_shape: shape(-1), output_shape: shape(-1),
+  input_type: str, output_type: str,
+  opset: nullable(int(0)), producer: nullable(str),
+});
+
+const dataset = object({
+  format: oneOf('npy', 'idx', 'parquet', 'arrow'),
+  files: arrayOf(fingerprint, 1 << 20),
+  input_column: nullable(str),
+  count: int(0),
+  example_shape: shape(0),
+  dtype: oneOf(...DTYPES),
+});
+
+const labels = nullable(object({
+  source: oneOf('file', 'column'),
+  files: arrayOf(fingerprint, 1 << 20),
+  column: nullable(str),
+  count: int(0),
+  sha256,
+}));
+
+const preprocessing = object({
+  input_shape: shape(1),
+  input_type: oneOf('float32'),
+  scale: finite,
+  mean: arrayOf(finite, 1 << 16),
+  std: arrayOf(finite, 1 << 16),
+});
+
+const storage = object({
+  format: oneOf('parquet', 'arrow'),
+  compression: oneOf('zstd', 'snappy', 'none'),
+  shard_rows: int(1, MAX_DIM),
+  logits_dtype: oneOf('float32', 'float16'),
+  columns: arrayOf(object({ name: str, type: str, length: optional(int(0, MAX_DIM)) }), 64),
+});
+
+const configShape = object({
+  format_version: int(0),
+  tool: object({ name: oneOf('kdcache'), version: str }),
+  config_id: sha256,
+  teacher, dataset, labels, preprocessing,
+  output: object({ shape: shape(1), width: int(1, MAX_DIM) }),
+  storage,
+  rows: int(0),
+  shard_count: int(0, MAX_SHARDS),
+});
+
+/** config.json: structure, then the arithmetic the rest of kdcache relies on. */
+export const checkConfig: Check = (v, at) => {
+  configShape(v, at);
+  const c = v as CacheConfig;
+  if (c.format_version !== FORMAT_VERSION) {
+    fieldFail('format_version', `${FORMAT_VERSION} (this kdcache's cache format; the cache was written by another version)`, c.format_version);
+  }
+  if (product(c.output.shape) !== c.output.width) fieldFail('output.width', `the product of output.shape (${product(c.output.shape)})`, c.output.width);
+  const shards = Math.ceil(c.rows / c.storage.shard_rows);
+  if (c.shard_count !== shards) fieldFail('shard_count', `ceil(rows / storage.shard_rows) = ${shards}`, c.shard_count);
+};
+
+/** Rows in shard `index` of a cache of `rows` rows cut into `shardRows`-row shards. */
+export function expectedShardRows(rows: number, shardRows: number, index: number): number {
+  return Math.max(0, Math.min(rows, (index + 1) * shardRows) - index * shardRows);
+}
+
+const recordShape = {
+  file: str, index: int(0, MAX_SHARDS), first_row: int(0), rows: int(0, MAX_DIM),
+  bytes: int(0), sha256, nonfinite_rows: int(0, MAX_DIM),
+};
+
+export const checkSidecarShape: Check = object({
+  ...recordShape,
+  config_id: sha256,
+  execution_provider: str,
+  nonfinite_examples: arrayOf(int(0), 100),
+});
+
+/**
+ * A shard record against the configuration: its name, position and row range are all implied by its
+ * index, so anything else means the record was edited or belongs elsewhere.
+ */
+export function checkRecordAgainstConfig(r: ShardRecord, config: CacheConfig, at: string): void {
+  const pathProblem = relPathProblem(r.file);
+  if (pathProblem) fieldFail(`${at}file`, `a path inside the cache directory (it ${pathProblem})`, r.file);
+  const name = shardRelPath(r.index, config.storage.format);
+  if (r.file !== name) fieldFail(`${at}file`, JSON.stringify(name), r.file);
+  if (r.index >= config.shard_count) fieldFail(`${at}index`, `below shard_count ${config.shard_count}`, r.index);
+  const first = r.index * config.storage.shard_rows;
+  if (r.first_row !== first) fieldFail(`${at}first_row`, `index * storage.shard_rows = ${first}`, r.first_row);
+  const rows = expectedShardRows(config.rows, config.storage.shard_rows, r.index);
+  if (r.rows !== rows) fieldFail(`${at}rows`, `${rows} (rows of shard ${r.index})`, r.rows);
+  if (r.nonfinite_rows > r.rows) fieldFail(`${at}nonfinite_rows`, `at most rows (${r.rows})`, r.nonfinite_rows);
+}
+
+export const checkManifest: Check = (v, at) => {
+  checkConfig(v, at);
+  object({
+    complete: bool,
+    execution_providers: arrayOf(str, 64),
+    shards: arrayOf(object(recordShape), MAX_SHARDS),
+    totals: object({ bytes: int(0), nonfinite_rows: int(0) }),
+  })(v, at);
+  const m = v as Manifest;
+  let bytes = 0;
+  let nonfinite = 0;
+  m.shards.forEach((r, i) => {
+    checkRecordAgainstConfig(r, m, `shards[${i}].`);
+    if (m.complete ? r.index !== i : i > 0 && r.index <= m.shards[i - 1].index) {
+      fieldFail(`shards[${i}].index`, m.complete ? `${i} (shards sorted by index, none missing)` : 'increasing', r.index);
+    }
+    bytes += r.bytes;
+    nonfinite += r.nonfinite_rows;
+  });
+  if (m.complete && m.shards.length !== m.shard_count) fieldFail('shards', `${m.shard_count} shard records (shard_count)`, m.shards);
+  if (m.totals.bytes !== bytes) fieldFail('totals.bytes', `the sum of the shards' bytes (${bytes})`, m.totals.bytes);
+  if (m.totals.nonfinite_rows !== nonfinite) fieldFail('totals.nonfinite_rows', `the sum of the shards' nonfinite_rows (${nonfinite})`, m.totals.nonfinite_rows);
+};

@@ -1,0 +1,144 @@
+/**
+ * Arrow table -> ShardColumns. Accepts what kdcache writes (FixedSizeList) and what other writers
+ * produce for the same data (Parquet LIST read back as List, with any group naming; nullable columns
+ * without nulls; int32 row ids), and returns flat typed arrays: one chunk is returned as a view, more
+ * chunks are concatenated once.
+ */
+import * as arrow from 'apache-arrow';
+import { UserError } from '../util/errors.js';
+import { allocTyped, type DType, type TypedArray } from '../util/dtype.js';
+import { dtypeOfArrow } from './arrow-types.js';
+import { COL_INPUT, COL_LABEL, COL_LOGITS, COL_ROW, type ShardColumns } from './format.js';
+
+const NOT_A_SHARD = 'it is not a kdcache shard or it is damaged: regenerate it with precompute-logits';
+
+export function columnsFromTable(table: arrow.Table, file: string): ShardColumns {
+  const fail = (msg: string): never => {
+    throw new UserError(`${file}: ${msg}; ${NOT_A_SHARD}`);
+  };
+  const column = (name: string, required: boolean): Column | undefined => {
+    const vec = table.getChild(name);
+    if (!vec) return required ? fail(`no column "${name}" (columns: ${table.schema.fields.map((f) => f.name).join(', ') || 'none'})`) : undefined;
+    for (const d of vec.data) if (d.nullCount > 0) fail(`column "${name}" has null values`);
+    return { type: vec.type, chunks: vec.data };
+  };
+  const rows = table.numRows;
+  const row = toBigInt64(integers(column(COL_ROW, true)!.chunks, COL_ROW, fail), rows);
+  const labelData = column(COL_LABEL, false);
+  const label = labelData && toInt32(integers(labelData.chunks, COL_LABEL, fail), rows, fail);
+
+  const logits = flattenList(column(COL_LOGITS, true)!, COL_LOGITS, fail);
+  let logitsValues: Float32Array | Uint16Array;
+  let logitsDtype: 'float32' | 'float16';
+  if (logits.dtype === 'float32' || logits.dtype === 'float16') {
+    logitsValues = logits.values as Float32Array | Uint16Array;
+    logitsDtype = logits.dtype;
+  } else if (logits.dtype === 'float64') {
+    // Other tools often write doubles; training works in float32 anyway.
+    logitsValues = Float32Array.from(logits.values as Float64Array);
+    logitsDtype = 'float32';
+  } else {
+    return fail(`column "${COL_LOGITS}" holds ${logits.dtype} values, expected float32 or float16`);
+  }
+  const cols: ShardColumns = { rows, row, logits: logitsValues, logitsWidth: logits.width, logitsDtype };
+  if (label) cols.label = label;
+  const inputData = column(COL_INPUT, false);
+  if (inputData) {
+    const input = flattenList(inputData, COL_INPUT, fail);
+    cols.input = input.values;
+    cols.inputWidth = input.width;
+    cols.inputDtype = input.dtype;
+  }
+  return cols;
+}
+
+type Fail = (msg: string) => never;
+interface Column {
+  type: arrow.DataType;
+  chunks: readonly arrow.Data[];
+}
+
+/** The values of an integer column as one array (a view when there is one chunk). */
+function integers(chunks: readonly arrow.Data[], name: string, fail: Fail): TypedArray[] {
+  return chunks.map((d) => {
+    if (!arrow.DataType.isInt(d.type)) fail(`column "${name}" has type ${d.type}, expected integers`);
+    return (d.values as TypedArray).subarray(0, d.length);
+  });
+}
+
+function toBigInt64(parts: TypedArray[], rows: number): BigInt64Array {
+  if (parts.length === 1 && parts[0] instanceof BigInt64Array) return parts[0];
+  const out = new BigInt64Array(rows);
+  let at = 0;
+  for (const p of parts) {
+    if (p instanceof BigInt64Array) out.set(p, at);
+    else for (let i = 0; i < p.length; i++) out[at + i] = BigInt(p[i]);
+    at += p.length;
+  }
+  return out;
+}
+
+function toInt32(parts: TypedArray[], rows: number, fail: Fail): Int32Array {
+  if (parts.length === 1 && parts[0] instanceof Int32Array) return parts[0];
+  const out = new Int32Array(rows);
+  let at = 0;
+  for (const p of parts) {
+    for (let i = 0; i < p.length; i++) {
+      const v = Number(p[i]);
+      if (v !== (v | 0)) fail(`column "${COL_LABEL}" has value ${v}, outside the int32 range`);
+      out[at + i] = v;
+    }
+    at += p.length;
+  }
+  return out;
+}
+
+/** A list column whose rows all have the same length, as one flat row-major array. */
+function flattenList({ type, chunks }: Column, name: string, fail: Fail): { values: TypedArray; width: number; dtype: DType } {
+  const isList = arrow.DataType.isFixedSizeList(type) || arrow.DataType.isList(type) || arrow.DataType.isLargeList(type);
+  if (!isList) return fail(`column "${name}" has type ${type}, expected a list of numbers`);
+  const dtype = dtypeOfArrow(type.children[0].type);
+  if (!dtype) return fail(`column "${name}" holds ${type.children[0].type} values, expected numbers`);
+  let width = arrow.DataType.isFixedSizeList(type) ? type.listSize : -1;
+  const parts: TypedArray[] = [];
+  let firstRow = 0;
+  for (const d of chunks) {
+    const t = d.type;
+    const child = d.children[0];
+    if (child.nullCount > 0) fail(`column "${name}" has null list elements`);
+    let start: number;
+    let end: number;
+    if (arrow.DataType.isFixedSizeList(t)) {
+      const size = (t as arrow.FixedSizeList).listSize;
+      if (width >= 0 && width !== size) fail(`column "${name}" has lists of ${width} and of ${size} values`);
+      width = size;
+      // A FixedSizeList's child is sliced with its parent: its values start at this chunk's first row.
+      start = 0;
+      end = d.length * size;
+    } else {
+      // valueOffsets are sliced with the list; they index the (unsliced) child's values.
+      const offsets = d.valueOffsets as Int32Array | BigInt64Array;
+      start = Number(offsets[0]);
+      end = Number(offsets[d.length]);
+      for (let i = 0; i < d.length; i++) {
+        const n = Number(offsets[i + 1]) - Number(offsets[i]);
+        if (width < 0) width = n;
+        else if (n !== width) fail(`column "${name}" has rows of ${width} and of ${n} values (row ${firstRow + i}); every row must have the same length`);
+      }
+    }
+    parts.push((child.values as TypedArray).subarray(start, end));
+    firstRow += d.length;
+  }
+  return { values: parts.length === 0 ? allocTyped(dtype, 0) : concat(parts, dtype), width: Math.max(width, 0), dtype };
+}
+
+function concat(parts: TypedArray[], dtype: DType): TypedArray {
+  if (parts.length === 1) return parts[0];
+  const out = allocTyped(dtype, parts.reduce((n, p) => n + p.length, 0));
+  let at = 0;
+  for (const p of parts) {
+    (out as { set(a: ArrayLike<number | bigint>, o: number): void }).set(p as ArrayLike<number | bigint>, at);
+    at += p.length;
+  }
+  return out;
+}

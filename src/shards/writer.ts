@@ -1,0 +1,98 @@
+/**
+ * Encoding shards and putting them on disk. A shard is written atomically first and its sidecar
+ * (shards/shard-NNNNN.json) atomically after it, so a sidecar exists only next to a complete shard.
+ */
+import * as fs from 'node:fs/promises';
+import * as path from 'node:path';
+import * as arrow from 'apache-arrow';
+import * as pw from 'parquet-wasm';
+import { describeFsError } from '../util/errors.js';
+import { sha256Hex, writeFileAtomic } from '../util/fsx.js';
+import { shardTable } from './arrow-table.js';
+import {
+  META_CONFIG_ID, META_FIRST_ROW, META_SHARD_INDEX, SHARD_DIR,
+  type ShardColumns, type StorageFormat, type StorageSpec,
+} from './format.js';
+import type { ShardSidecar } from './manifest-types.js';
+import { scanNonfinite } from './nonfinite.js';
+import { parquetLayout, parquetWriterProperties } from './parquet-props.js';
+import { resolveInside, shardRelPath, sidecarRelPath } from './paths.js';
+
+export interface ShardMeta {
+  config_id: string;
+  first_row: number;
+  shard_index: number;
+}
+
+export function shardMetadata(meta: ShardMeta): Map<string, string> {
+  return new Map([
+    [META_CONFIG_ID, meta.config_id],
+    [META_FIRST_ROW, String(meta.first_row)],
+    [META_SHARD_INDEX, String(meta.shard_index)],
+  ]);
+}
+
+/** One shard as the bytes of a standard Parquet file or Arrow IPC file. Deterministic. */
+export function encodeShard(cols: ShardColumns, storage: Pick<StorageSpec, 'format' | 'compression' | 'logits_dtype'>, meta: ShardMeta): Uint8Array {
+  if (cols.logitsDtype !== storage.logits_dtype) {
+    throw new Error(`encodeShard: logits are ${cols.logitsDtype} but the storage spec says ${storage.logits_dtype}`);
+  }
+  const metadata = shardMetadata(meta);
+  const table = shardTable(cols, metadata);
+  if (storage.format === 'arrow') {
+    // IPC *file* format (random access, footer), uncompressed: readers map it without decoding.
+    return arrow.tableToIPC(table, 'file');
+  }
+  const props = parquetWriterProperties(parquetLayout(cols, storage.compression), storage.compression, metadata);
+  return pw.writeParquet(pw.Table.fromIPCStream(arrow.tableToIPC(table, 'stream')), props);
+}
+
+/** The sidecar record of an encoded shard; sha256 and size come from the bytes about to be written. */
+export function shardSidecarFor(args: {
+  index: number;
+  format: StorageFormat;
+  first_row: number;
+  cols: ShardColumns;
+  encoded: Uint8Array;
+  config_id: string;
+  execution_provider: string;
+}): ShardSidecar {
+  const nonfinite = scanNonfinite(args.cols);
+  return {
+    file: shardRelPath(args.index, args.format),
+    index: args.index,
+    first_row: args.first_row,
+    rows: args.cols.rows,
+    bytes: args.encoded.byteLength,
+    sha256: sha256Hex(args.encoded),
+    nonfinite_rows: nonfinite.rows,
+    config_id: args.config_id,
+    execution_provider: args.execution_provider,
+    nonfinite_examples: nonfinite.examples,
+  };
+}
+
+/**
+ * Encode shard `index` and write shards/shard-NNNNN.<ext>, then its sidecar. Rows must be the
+ * dataset rows [index * shard_rows, ...) in order.
+ */
+export async function writeShard(
+  cacheDir: string, index: number, cols: ShardColumns, storage: StorageSpec, config_id: string, execution_provider: string,
+): Promise<ShardSidecar> {
+  const first_row = index * storage.shard_rows;
+  if (cols.rows > storage.shard_rows) throw new Error(`writeShard: ${cols.rows} rows exceed shard_rows ${storage.shard_rows}`);
+  if (cols.rows > 0 && cols.row[0] !== BigInt(first_row)) throw new Error(`writeShard: shard ${index} starts at row ${cols.row[0]}, expected ${first_row}`);
+  const encoded = encodeShard(cols, storage, { config_id, first_row, shard_index: index });
+  const dir = path.join(cacheDir, SHARD_DIR);
+  await fs.mkdir(dir, { recursive: true }).catch((err) => {
+    throw describeFsError(err, dir, 'create the shard directory') ?? err;
+  });
+  const shardPath = await resolveInside(cacheDir, shardRelPath(index, storage.format), cacheDir);
+  const sidecarPath = await resolveInside(cacheDir, sidecarRelPath(index), cacheDir);
+  // A sidecar from an earlier run must not vouch for the shard while it is being replaced.
+  await fs.rm(sidecarPath, { force: true });
+  await writeFileAtomic(shardPath, encoded);
+  const sidecar = shardSidecarFor({ index, format: storage.format, first_row, cols, encoded, config_id, execution_provider });
+  await writeFileAtomic(sidecarPath, `${JSON.stringify(sidecar, null, 2)}\n`);
+  return sidecar;
+}
