@@ -1,0 +1,169 @@
+import assert from 'node:assert/strict';
+import { describe, test } from 'node:test';
+import { ExampleTable } from '../src/train/examples.js';
+import { Rng, deriveRng, mixSeed, rowHash01, shuffleInPlace } from '../src/train/rng.js';
+import { ShuffleBuffer } from '../src/train/shuffle-buffer.js';
+import { type ChunkSource, memorySource, streamBatches } from '../src/train/stream.js';
+import { countHeldOut, isHeldOut } from '../src/train/validation.js';
+
+const D = 3;
+const K = 2;
+
+/** Chunks of consecutive rows; x = [row, row + 0.5, -row], t = [row, -row], y = row % 5. */
+function makeChunks(sizes: number[]): ExampleTable[] {
+  let next = 0;
+  return sizes.map((n) => {
+    const t = new ExampleTable(n, D, K);
+    for (let i = 0; i < n; i++, next++) {
+      t.x.set([next, next + 0.5, -next], i * D);
+      t.t.set([next, -next], i * K);
+      t.y[i] = next % 5;
+      t.row[i] = next;
+    }
+    t.length = n;
+    return t;
+  });
+}
+
+async function collect(source: ChunkSource, order: number[], opts: Parameters<typeof streamBatches>[2]) {
+  const rows: number[] = [];
+  const sizes: number[] = [];
+  for await (const b of streamBatches(source, order, opts)) {
+    sizes.push(b.length);
+    for (let i = 0; i < b.length; i++) {
+      const r = b.row[i];
+      // every field of a row travels together
+      assert.deepEqual([...b.x.subarray(i * D, i * D + D)], [r, r + 0.5, -r]);
+      assert.deepEqual([...b.t.subarray(i * K, i * K + K)], [r, -r]);
+      assert.equal(b.y[i], r % 5);
+      rows.push(r);
+    }
+  }
+  return { rows, sizes };
+}
+
+describe('rng', () => {
+  test('seeded, reproducible, state can be saved and restored', () => {
+    const a = new Rng(42);
+    const b = new Rng(42);
+    const seqA = Array.from({ length: 5 }, () => a.nextU32());
+    assert.deepEqual(Array.from({ length: 5 }, () => b.nextU32()), seqA);
+    const saved = a.state;
+    const x = a.next();
+    a.state = saved;
+    assert.equal(a.next(), x);
+    assert.notDeepEqual(Array.from({ length: 5 }, () => new Rng(43).nextU32()), seqA);
+    for (let i = 0; i < 1000; i++) {
+      const v = a.int(7);
+      assert.ok(Number.isInteger(v) && v >= 0 && v < 7);
+    }
+  });
+
+  test('derived streams differ by purpose and epoch; row hash is uniform-ish and seed-free', () => {
+    assert.notEqual(deriveRng(1, 0, 2).nextU32(), deriveRng(1, 0, 3).nextU32());
+    assert.notEqual(deriveRng(1, 0, 2).nextU32(), deriveRng(1, 1, 2).nextU32());
+    assert.notEqual(mixSeed(5, 2 ** 32 + 1), mixSeed(5, 1), 'high word of large rows matters');
+    const n = countHeldOut(100_000, 0.1);
+    assert.ok(n > 9_500 && n < 10_500, `held out ${n} of 100000 at 0.1`);
+    assert.equal(isHeldOut(12345, 0.3), rowHash01(12345) < 0.3);
+    assert.equal(isHeldOut(12345, 0), false);
+  });
+
+  test('shuffleInPlace is a seeded permutation', () => {
+    const a = shuffleInPlace([...Array(50).keys()], new Rng(7));
+    assert.deepEqual([...a].sort((x, y) => x - y), [...Array(50).keys()]);
+    assert.deepEqual(shuffleInPlace([...Array(50).keys()], new Rng(7)), a);
+    assert.notDeepEqual(a, [...Array(50).keys()]);
+  });
+});
+
+describe('shuffle buffer', () => {
+  test('every row exactly once, never more than capacity rows held', () => {
+    const [src] = makeChunks([1000]);
+    const buf = new ShuffleBuffer(64, D, K, new Rng(1));
+    const out = new ExampleTable(1000, D, K);
+    for (let i = 0; i < src.length; i++) {
+      buf.add(src, i, out);
+      assert.ok(buf.size <= 64);
+    }
+    assert.equal(out.length, 1000 - 64, 'one row out per row in once full');
+    while (buf.takeOne(out));
+    assert.equal(buf.size, 0);
+    const rows = [...out.row.subarray(0, out.length)];
+    assert.deepEqual([...rows].sort((a, b) => a - b), [...Array(1000).keys()]);
+    assert.notDeepEqual(rows, [...Array(1000).keys()], 'order changed');
+  });
+});
+
+describe('streamBatches', () => {
+  const chunks = makeChunks([100, 37, 250, 1, 80]);
+  const source = memorySource(chunks, true);
+  const total = 468;
+
+  test('no shuffle: rows in chunk order, full batches then a partial one', async () => {
+    const { rows, sizes } = await collect(source, [0, 1, 2, 3, 4], { batchSize: 50, shuffleBuffer: 0 });
+    assert.deepEqual(rows, [...Array(total).keys()]);
+    assert.deepEqual(sizes, [...Array(9).fill(50), 18]);
+  });
+
+  test('shuffled: every row exactly once per epoch, seeded order reproducible, different seeds differ', async () => {
+    const order = shuffleInPlace([0, 1, 2, 3, 4], new Rng(3));
+    const a = await collect(source, order, { batchSize: 32, shuffleBuffer: 60, rng: new Rng(9) });
+    assert.deepEqual([...a.rows].sort((x, y) => x - y), [...Array(total).keys()]);
+    assert.ok(a.sizes.slice(0, -1).every((s) => s === 32));
+    const b = await collect(source, order, { batchSize: 32, shuffleBuffer: 60, rng: new Rng(9) });
+    assert.deepEqual(b.rows, a.rows);
+    const c = await collect(source, order, { batchSize: 32, shuffleBuffer: 60, rng: new Rng(10) });
+    assert.notDeepEqual(c.rows, a.rows);
+  });
+
+  test('keep/onSkip: filtered rows are left out of batches and seen by onSkip exactly once', async () => {
+    const skipped: number[] = [];
+    const { rows } = await collect(source, [4, 3, 2, 1, 0], {
+      batchSize: 16, shuffleBuffer: 40, rng: new Rng(1),
+      keep: (t, i) => t.row[i] % 3 !== 0,
+      onSkip: (t, i) => skipped.push(t.row[i]),
+    });
+    const all = [...Array(total).keys()];
+    assert.deepEqual([...rows].sort((x, y) => x - y), all.filter((r) => r % 3 !== 0));
+    assert.deepEqual([...skipped].sort((x, y) => x - y), all.filter((r) => r % 3 === 0));
+  });
+
+  test('reads one chunk ahead while the current one is consumed; bounded to one in flight', async () => {
+    const events: string[] = [];
+    let inFlight = 0;
+    let maxInFlight = 0;
+    const slow: ChunkSource = {
+      ...source,
+      async load(i) {
+        inFlight++;
+        maxInFlight = Math.max(maxInFlight, inFlight);
+        events.push(`start ${i}`);
+        await new Promise((r) => setTimeout(r, 5));
+        events.push(`done ${i}`);
+        inFlight--;
+        return chunks[i];
+      },
+    };
+    for await (const b of streamBatches(slow, [0, 2], { batchSize: 10, shuffleBuffer: 0 })) {
+      if (b.row[0] === 0) events.push('first batch');
+    }
+    assert.ok(events.indexOf('start 2') < events.indexOf('first batch'), `read-ahead did not start before the first batch: ${events.join(', ')}`);
+    assert.equal(maxInFlight, 1);
+  });
+
+  test('a failing read-ahead surfaces as the stream error, not an unhandled rejection', async () => {
+    const failing: ChunkSource = {
+      ...source,
+      load: async (i) => {
+        if (i === 1) throw new Error('shard 1 is broken');
+        return chunks[i];
+      },
+    };
+    await assert.rejects(async () => {
+      for await (const _ of streamBatches(failing, [0, 1], { batchSize: 10, shuffleBuffer: 0 })) {
+        await new Promise((r) => setTimeout(r, 1)); // give the rejection time to happen unobserved
+      }
+    }, /shard 1 is broken/);
+  });
+});
