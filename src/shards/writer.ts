@@ -15,6 +15,7 @@ import {
 } from './format.js';
 import type { ShardSidecar } from './manifest-types.js';
 import { scanNonfinite } from './nonfinite.js';
+import { sortFooterKeyValues } from './parquet-kv-order.js';
 import { parquetLayout, parquetWriterProperties } from './parquet-props.js';
 import { resolveInside, shardRelPath, sidecarRelPath } from './paths.js';
 
@@ -38,13 +39,17 @@ export function encodeShard(cols: ShardColumns, storage: Pick<StorageSpec, 'form
     throw new Error(`encodeShard: logits are ${cols.logitsDtype} but the storage spec says ${storage.logits_dtype}`);
   }
   const metadata = shardMetadata(meta);
-  const table = shardTable(cols, metadata);
   if (storage.format === 'arrow') {
     // IPC *file* format (random access, footer), uncompressed: readers map it without decoding.
-    return arrow.tableToIPC(table, 'file');
+    return arrow.tableToIPC(shardTable(cols, metadata), 'file');
   }
+  // Parquet: the metadata goes into the file's key-value metadata (where DuckDB and pyarrow look, and
+  // which parquet-wasm's reader merges into the Arrow schema), not into the embedded Arrow schema.
+  const table = shardTable(cols, new Map());
   const props = parquetWriterProperties(parquetLayout(cols, storage.compression), storage.compression, metadata);
-  return pw.writeParquet(pw.Table.fromIPCStream(arrow.tableToIPC(table, 'stream')), props);
+  const bytes = pw.writeParquet(pw.Table.fromIPCStream(arrow.tableToIPC(table, 'stream')), props);
+  sortFooterKeyValues(bytes, metadata);
+  return bytes;
 }
 
 /** The sidecar record of an encoded shard; sha256 and size come from the bytes about to be written. */
