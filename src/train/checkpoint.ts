@@ -32,7 +32,23 @@ export interface CheckpointState {
   train_examples: number;
   /** the options that shape the run: a resume must use the same */
   run: Record<string, unknown>;
-  optimizer: { name: string; weights: tf.io.WeightsManifestEntry[] };
+  optimizer: { name: string; weights: tf.io.WeightsManifestEntry[]; scalars?: Record<string, number> };
+}
+
+/**
+ * Adam keeps beta1^t and beta2^t as running products; its setWeights recomputes them with pow(),
+ * which differs in the last float32 bit. Saving the products makes a resumed run bit-identical to
+ * an uninterrupted one.
+ */
+const OPTIMIZER_SCALARS = ['accBeta1', 'accBeta2'] as const;
+
+function optimizerScalars(optimizer: tf.Optimizer): Record<string, number> {
+  const out: Record<string, number> = {};
+  for (const key of OPTIMIZER_SCALARS) {
+    const v = (optimizer as unknown as Record<string, tf.Variable | undefined>)[key];
+    if (v instanceof tf.Variable) out[key] = v.dataSync()[0];
+  }
+  return out;
 }
 
 interface Latest {
@@ -53,7 +69,7 @@ export async function writeCheckpoint(outDir: string, model: tf.LayersModel, opt
     await model.save(fileSaveHandler(tmp));
     const { data, specs } = await tf.io.encodeWeights(await optimizer.getWeights());
     await writeFileAtomic(path.join(tmp, OPTIMIZER_BIN), new Uint8Array(data));
-    const full: CheckpointState = { ...state, optimizer: { name: state.optimizer.name, weights: specs } };
+    const full: CheckpointState = { ...state, optimizer: { name: state.optimizer.name, weights: specs, scalars: optimizerScalars(optimizer) } };
     await writeFileAtomic(path.join(tmp, STATE), `${JSON.stringify(full, null, 1)}\n`);
     const final = path.join(root, name);
     await fs.rm(final, { recursive: true, force: true });
@@ -109,4 +125,8 @@ export async function restoreOptimizer(optimizer: tf.Optimizer, ckpt: LoadedChec
   // setWeights is positional (accumulators follow the variable order), so keep the saved order.
   await optimizer.setWeights(specs.map((s) => ({ name: s.name, tensor: map[s.name] })));
   tf.dispose(Object.values(map)); // setWeights copied them into variables
+  for (const [key, value] of Object.entries(ckpt.state.optimizer.scalars ?? {})) {
+    const v = (optimizer as unknown as Record<string, tf.Variable | undefined>)[key];
+    if (v instanceof tf.Variable) tf.tidy(() => v.assign(tf.scalar(value)));
+  }
 }
