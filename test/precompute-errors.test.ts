@@ -94,12 +94,12 @@ describe('precompute-logits: disk full and read-only', () => {
   const umount = () => { try { execFileSync('umount', [mnt()], { stdio: 'ignore' }); } catch { /* not mounted */ } };
 
   test('a full disk: clear error, no partial shard left looking complete, a rerun after freeing space completes', (t) => {
-    if (!mount('size=300k')) return t.skip('cannot mount a tmpfs here (needs root)');
+    if (!mount('size=1m')) return t.skip('cannot mount a tmpfs here (needs root)');
     try {
       const big = out('big.npy');
       writeNpy(big, randomFloats(20_000 * 16, 5), [20_000, 16]);
       const filler = path.join(mnt(), 'filler');
-      fs.writeFileSync(filler, Buffer.alloc(200 * 1024));
+      fs.writeFileSync(filler, Buffer.alloc(800 * 1024));
       const args = ['--teacher', MLP, '--data', big, '--out', path.join(mnt(), 'cache'), '--shard-rows', '2000', '--compression', 'none'];
       const r = run(...args);
       assertOneLineError(r, /no space left on device.*free space and rerun/);

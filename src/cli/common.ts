@@ -9,7 +9,7 @@ export function cli(name: string, argv: string[]): Argv {
     .version(TOOL_VERSION)
     .strict()
     .wrap(Math.min(110, process.stdout.columns || 100))
-    .parserConfiguration({ 'camel-case-expansion': true, 'strip-aliased': true })
+    .parserConfiguration({ 'camel-case-expansion': true, 'strip-aliased': true, 'duplicate-arguments-array': false })
     .fail((msg, err) => {
       if (err) throw err;
       throw new UserError(`${msg}; see ${name} --help`);

@@ -242,17 +242,35 @@ function copyLogits(src: ort.Tensor['data'], n: number, dst: Float32Array, offse
 }
 
 /**
+ * mkdir -p that reports the real cause: a recursive mkdir on a read-only mount says ENOENT, so create
+ * the missing components one at a time.
+ */
+async function makeDirs(dir: string, flagValue: string): Promise<void> {
+  const missing: string[] = [];
+  let cur = path.resolve(dir);
+  while (!(await fs.stat(cur).then((st) => st.isDirectory(), () => false))) {
+    missing.unshift(cur);
+    const parent = path.dirname(cur);
+    if (parent === cur) break;
+    cur = parent;
+  }
+  for (const d of missing) {
+    try {
+      await fs.mkdir(d);
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'EEXIST') continue;
+      const e = describeFsError(err, flagValue, 'create the output directory');
+      throw e ? new UserError(`--out ${e.message}`) : err;
+    }
+  }
+}
+
+/**
  * config.json binds the directory to one teacher/dataset/preprocessing/storage. The first writer
  * creates it atomically; later runs and other partitions must match it.
  */
 async function prepareOutDir(out: string, config: CacheConfig, overwrite: boolean): Promise<void> {
-  try {
-    await fs.mkdir(path.join(out, SHARD_DIR), { recursive: true });
-    await fs.access(out, fs.constants.W_OK);
-  } catch (err) {
-    const e = describeFsError(err, out, 'create the output directory');
-    throw e ? new UserError(`--out ${e.message}`) : err;
-  }
+  await makeDirs(path.join(out, SHARD_DIR), out);
   const configPath = path.join(out, CONFIG_FILE);
   const text = `${JSON.stringify(config, null, 2)}\n`;
   if (await createFileExclusive(configPath, text)) return;

@@ -23,7 +23,6 @@ export class ShardWriterPool {
       const w = new Worker(new URL('./writer-worker.js', import.meta.url));
       w.on('message', (reply: WriteReply) => this.onReply(w, reply));
       w.on('error', (err) => this.fail(err));
-      w.unref();
       this.workers.push(w);
       this.idle.push(w);
     }

@@ -7,6 +7,9 @@ import { sha256Hex } from '../util/fsx.js';
 import { explainCudaFailure } from './cuda.js';
 import { summarizeOnnx } from './onnx-proto.js';
 
+// ONNX Runtime's native logger would print provider-load failures to stderr; we explain them instead.
+ort.env.logLevel = process.env.KDCACHE_DEBUG ? 'warning' : 'fatal';
+
 export type Device = 'auto' | 'cpu' | 'cuda';
 
 export interface DeviceSpec {
