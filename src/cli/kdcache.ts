@@ -2,6 +2,7 @@
 import { hideBin } from 'yargs/helpers';
 import { runMain } from '../util/errors.js';
 import { cli } from './common.js';
+import { demoCommand } from './demo.js';
 import { evaluateCommand } from './evaluate.js';
 import { finalizeCommand, inspectCommand, verifyCommand } from './cache-commands.js';
 
@@ -12,7 +13,8 @@ await runMain(async () => {
     .command(finalizeCommand)
     .command(inspectCommand)
     .command(evaluateCommand)
-    .demandCommand(1, 'give a command: verify, finalize, inspect or evaluate')
+    .command(demoCommand)
+    .demandCommand(1, 'give a command: verify, finalize, inspect, evaluate or demo')
     .help()
     .parseAsync();
 });
