@@ -489,7 +489,7 @@ describe('cache: finalize, read, verify', () => {
         ['other format version', (x) => { x.format_version = 99; }, /field format_version must be 1/],
         ['not an object', () => [1, 2, 3], /field \(top level\) must be an object \(found an array of 3\)/],
         ['incomplete', (x) => { x.complete = false; }, /the cache is incomplete/],
-        ['__proto__ instead of a field', (x) => { delete x.teacher; x.__proto__ = { teacher: {} }; }, /field teacher must be an object/],
+        ['teacher only under "__proto__"', (x) => { Object.defineProperty(x, '__proto__', { value: { teacher: x.teacher }, enumerable: true }); delete x.teacher; }, /field teacher must be an object \(found nothing\)/],
       ];
       for (const [name, mutate, pattern] of cases) {
         test(name, async () => {
@@ -512,6 +512,7 @@ describe('cache: finalize, read, verify', () => {
         await rejectsUser(() => readManifest(d), /manifest\.json: not valid JSON/);
         fs.rmSync(path.join(d, 'manifest.json'));
         await rejectsUser(() => readManifest(d), /manifest\.json: missing, the cache is not finished/);
+        await rejectsUser(() => readManifest(path.join(d, 'nope')), /nope: no such cache directory/);
       });
     });
   });

@@ -151,6 +151,9 @@ export async function readManifest(cacheDir: string): Promise<Manifest> {
     await fs.access(file);
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code === 'ENOENT') {
+      if (!(await fs.stat(cacheDir).catch(() => null))?.isDirectory()) {
+        throw new UserError(`${cacheDir}: no such cache directory; pass the --out directory of precompute-logits`);
+      }
       throw new UserError(`${file}: missing, the cache is not finished; run precompute-logits with the same arguments (or 'kdcache finalize ${cacheDir}' once every partition is done) to complete it`);
     }
   }
