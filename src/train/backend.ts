@@ -39,7 +39,8 @@ export async function initBackend(choice: BackendChoice, opts: BackendOptions = 
   }
   if (choice === 'wasm' || choice === 'auto') {
     if (await tryImport('@tensorflow/tfjs-backend-wasm') && await trySetBackend('wasm')) {
-      const patched = installWasmKernels();
+      // KDCACHE_WASM_STOCK_MATMUL=1 keeps wasm's own (slow when transposed) matmul, for benchmarks.
+      const patched = installWasmKernels({ matmul: process.env.KDCACHE_WASM_STOCK_MATMUL !== '1' });
       const note = patched.length > 0 ? ` with ${patched.join(', ')} replaced` : '';
       return { name: 'wasm', source: '@tensorflow/tfjs-backend-wasm', message: `backend: wasm (@tensorflow/tfjs-backend-wasm${note})` };
     }

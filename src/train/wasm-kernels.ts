@@ -28,31 +28,35 @@ interface KernelArgs {
 
 type KernelFn = (args: KernelArgs) => TensorInfo;
 
-let installed: string[] | null = null;
+let originals: Record<string, KernelFn | undefined> | null = null;
 
-/** Register the replacements once per process; returns the names of the kernels replaced/added. */
-export function installWasmKernels(): string[] {
-  if (installed) return installed;
-  const done: string[] = [];
+/**
+ * Register the replacements (idempotent); returns the kernels that differ from tfjs-backend-wasm as
+ * shipped. `matmul: false` keeps the shipped matmul kernels (for benchmarks); Conv2DBackpropFilter
+ * is always provided since wasm has none.
+ */
+export function installWasmKernels(opts: { matmul?: boolean } = {}): string[] {
   const original = (name: string) => tf.getKernel(name, 'wasm')?.kernelFunc as unknown as KernelFn | undefined;
-  const transpose = original('Transpose');
-  const batchMatMul = original('BatchMatMul');
-  const fusedMatMul = original('_FusedMatMul');
-  if (!transpose || !batchMatMul) {
-    installed = done;
-    return done;
-  }
-  if (!tf.getKernel('Conv2DBackpropFilter', 'wasm')) {
+  originals ??= {
+    Transpose: original('Transpose'),
+    BatchMatMul: original('BatchMatMul'),
+    _FusedMatMul: original('_FusedMatMul'),
+    Conv2DBackpropFilter: original('Conv2DBackpropFilter'),
+  };
+  const { Transpose: transpose, BatchMatMul: batchMatMul, _FusedMatMul: fusedMatMul } = originals;
+  if (!transpose || !batchMatMul) return [];
+  const done: string[] = [];
+  if (!originals.Conv2DBackpropFilter) {
     register('Conv2DBackpropFilter', (args) => conv2DBackpropFilter(args, batchMatMul));
     done.push('Conv2DBackpropFilter');
   }
-  register('BatchMatMul', (args) => withExplicitTranspose(args, batchMatMul, transpose));
-  done.push('BatchMatMul');
+  const matmul = opts.matmul ?? true;
+  register('BatchMatMul', matmul ? (args) => withExplicitTranspose(args, batchMatMul, transpose) : batchMatMul);
+  if (matmul) done.push('BatchMatMul');
   if (fusedMatMul) {
-    register('_FusedMatMul', (args) => withExplicitTranspose(args, fusedMatMul, transpose));
-    done.push('_FusedMatMul');
+    register('_FusedMatMul', matmul ? (args) => withExplicitTranspose(args, fusedMatMul, transpose) : fusedMatMul);
+    if (matmul) done.push('_FusedMatMul');
   }
-  installed = done;
   return done;
 }
 
