@@ -283,5 +283,14 @@ describe('train-student CLI', () => {
     assert.match(r.stderr, /^backend: wasm/m);
     assert.match(r.stderr, /^epoch 1\/1 .*val acc/m);
     assert.match(r.stdout, /model .*model\.json\s+epochs 1\s+val_accuracy 0\.\d+\s+teacher_agreement 0\.\d+/);
+
+    const ev = runCli('kdcache', ['evaluate', '--model', out, '--data', dataFile, '--logits', cacheA, '--backend', 'wasm', '--json']);
+    assert.equal(ev.code, 0, ev.stderr);
+    const res = JSON.parse(ev.stdout);
+    assert.equal(res.examples, N);
+    assert.equal(res.preprocessing_from, 'cache');
+    assert.ok(res.accuracy > 0 && res.agreement > 0);
+    assertOneLineError(runCli('kdcache', ['evaluate', '--model', out, '--data', dataFile, '--backend', 'wasm']), /evaluate needs --labels/);
+    assertOneLineError(runCli('kdcache', ['evaluate', '--model', path.join(dir, 'missing'), '--data', dataFile, '--labels', labelFile]), /missing: no such file or directory/);
   });
 });

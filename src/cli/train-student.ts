@@ -41,7 +41,8 @@ export function trainStudentCommand(argv: string[]) {
     .help();
 }
 
-const num = (flag: string, v: string | undefined) => (v === undefined ? undefined : parseNumber(flag, v));
+// Numeric flags are parsed here, not by yargs, so that '1/5' works and 'fast' names the flag in its error.
+const num = (flag: string, v: unknown) => (v === undefined ? undefined : parseNumber(flag, v as string | number));
 
 export async function main(argv: string[]): Promise<void> {
   const a = await trainStudentCommand(argv).parseAsync();

@@ -58,6 +58,9 @@ export async function evaluateModel(opts: EvaluateOptions): Promise<EvaluateResu
   const batchSize = opts.batchSize ?? 512;
   if (!(Number.isInteger(batchSize) && batchSize >= 1)) throw new UserError(`--batch-size ${batchSize}: must be a positive integer`);
   if (opts.labels && opts.labelColumn) throw new UserError('--labels and --label-column are exclusive: give one');
+  if (!opts.logits && !opts.labels && !opts.labelColumn) {
+    throw new UserError('evaluate needs --labels <file> (or --label-column), or --logits <cache> to measure agreement with the teacher');
+  }
   const jsonPath = await resolveModelJson(opts.model);
   const topology = JSON.stringify((await readModelJson(jsonPath)).modelTopology);
 
@@ -72,7 +75,6 @@ export async function evaluateModel(opts: EvaluateOptions): Promise<EvaluateResu
   const from: EvaluateResult['preprocessing_from'] = hasPreFlags(opts) ? 'flags' : manifest ? 'cache' : summaryPre ? 'summary' : 'defaults';
 
   const backend = await initBackend(opts.backend ?? 'auto', { needsConv: /"class_name"\s*:\s*"(Conv|SeparableConv|DepthwiseConv)/.test(topology) });
-  log(backend.message);
   const model = await loadModel(jsonPath);
   const outShape = model.outputs[0].shape;
   const classes = outShape[outShape.length - 1];
@@ -98,11 +100,12 @@ export async function evaluateModel(opts: EvaluateOptions): Promise<EvaluateResu
         throw new UserError(`--data ${opts.data}: examples have ${product(dataset.exampleShape)} values ([${dataset.exampleShape}]), the preprocessing's input shape [${pre.input_shape}] has ${product(pre.input_shape)}; fix --input-shape`);
       }
       const set = await loadLabels({ labels: opts.labels, labelColumn: opts.labelColumn, data: opts.data });
-      if (!set) throw new UserError('evaluate needs --labels <file> (or --label-column), or --logits <cache> to measure agreement with the teacher');
+      if (!set) throw new Error('unreachable: labels were checked above');
       if (set.labels.length !== dataset.count) throw new UserError(`${opts.labels ?? opts.labelColumn}: ${set.labels.length} labels for ${dataset.count} examples in ${opts.data}; they must match one to one`);
       checkLabelRange(set.labels, classes, opts.labels ? `--labels ${opts.labels}` : `--label-column ${opts.labelColumn}`);
       source = datasetSource(dataset, transform, set.labels);
     }
+    log(backend.message); // after every check: an error stays the single line of output
     const m = await evaluate(model, source, input.shape, { batchSize });
     return {
       model: jsonPath, data: opts.data, examples: m.examples, accuracy: m.accuracy, agreement: m.agreement, kl: m.kl,

@@ -100,7 +100,6 @@ export async function trainStudent(input: TrainOptions): Promise<TrainSummary> {
       throw new UserError(`--alpha ${loss.alpha} needs labels, but the cache has none; pass --labels <file> (or --label-column) with the labels of the cached data, or use --alpha 1`);
     }
     const backend = await initBackend(opts.backend, { needsConv: await specHasConv(spec) });
-    log(backend.message);
 
     const preShape = manifest.preprocessing.input_shape;
     const student: Student = ckpt
@@ -140,6 +139,8 @@ export async function trainStudent(input: TrainOptions): Promise<TrainSummary> {
       },
     };
 
+    // Said only once every check has passed: an error stays the single line of output.
+    log(backend.message);
     const result = await trainLoop({
       opts, ctx, train, val, heldOut, monitor, run, ckpt: ckpt?.state ?? null, log,
       trainRows: manifest.rows - heldOut - (loss.alpha > 0 ? manifest.totals.nonfinite_rows : 0),
