@@ -6,7 +6,10 @@ import * as tf from '@tensorflow/tfjs';
 import { initBackend } from '../src/train/backend.js';
 import { fileLoadHandler, fileSaveHandler, loadModel, saveModel } from '../src/train/model-io.js';
 import { Rng } from '../src/train/rng.js';
+import { ExampleTable } from '../src/train/examples.js';
+import { MetricsAccumulator } from '../src/train/metrics.js';
 import { buildMlp, createStudent, modelStudentInput, parseStudentSpec, specHasConv } from '../src/train/students.js';
+import { createOptimizer, trainStep } from '../src/train/trainer.js';
 import { UserError } from '../src/util/errors.js';
 import { tempDir } from './helpers/data.js';
 
@@ -124,5 +127,33 @@ describe('model files', () => {
     await saveModel(s.model, cnnDir);
     assert.equal(await specHasConv(parseStudentSpec(path.join(cnnDir, 'model.json'))), true);
     assert.equal(await specHasConv(parseStudentSpec('mlp:3')), false);
+  });
+});
+
+describe('training step', () => {
+  test('loss goes down, metrics accumulate, no tensors leak across steps', async () => {
+    for (const optimizer of ['adam', 'sgd'] as const) {
+      const s = await createStudent(parseStudentSpec('mlp:16'), { preShape: [8], classes: 3, seed: 2 });
+      const ctx = { model: s.model, optimizer: createOptimizer(optimizer, 0.05), loss: { alpha: 0.5, temperature: 2, kind: 'kd' as const }, inputShape: [8], classes: 3 };
+      const batch = new ExampleTable(32, 8, 3);
+      for (let i = 0; i < 32; i++) {
+        for (let j = 0; j < 8; j++) batch.x[i * 8 + j] = Math.sin(i * 3 + j);
+        for (let k = 0; k < 3; k++) batch.t[i * 3 + k] = 2 * batch.x[i * 8 + k];
+        const t = batch.t.subarray(i * 3, i * 3 + 3);
+        batch.y[i] = t.indexOf(Math.max(...t)); // the teacher's class: learnable
+      }
+      batch.length = 32;
+      const metrics = new MetricsAccumulator();
+      const losses = [trainStep(ctx, batch, metrics), trainStep(ctx, batch, metrics)];
+      const tensors = tf.memory().numTensors;
+      for (let i = 0; i < 30; i++) losses.push(trainStep(ctx, batch, metrics));
+      assert.equal(tf.memory().numTensors, tensors, `${optimizer}: tensors leak`);
+      assert.ok(losses.at(-1)! < losses[0] * 0.5, `${optimizer}: loss ${losses[0]} -> ${losses.at(-1)}`);
+      const v = metrics.values();
+      assert.equal(v.examples, 32 * 32);
+      assert.ok(v.accuracy !== null && v.agreement !== null && v.kl !== null && v.loss !== null);
+      s.model.dispose();
+      ctx.optimizer.dispose();
+    }
   });
 });

@@ -2,6 +2,7 @@
  * Student models: built from a short spec (`mlp:256,128`, `cnn:32,64`) or loaded from a tfjs
  * model.json. Students end in raw logits (no softmax): the loss applies its own (tempered) softmax.
  */
+import * as fs from 'node:fs';
 import * as path from 'node:path';
 import * as tf from '@tensorflow/tfjs';
 import { UserError } from '../util/errors.js';
@@ -28,7 +29,7 @@ const SPEC_HELP = "expected 'mlp:256,128' (hidden sizes), 'cnn:32,64' (conv chan
 export function parseStudentSpec(spec: string): StudentSpec {
   const m = /^(mlp|cnn)(?::(.*))?$/.exec(spec.trim());
   if (!m) {
-    if (spec.endsWith('.json') || spec.includes('/') || spec.includes(path.sep)) return { kind: 'file', path: spec };
+    if (spec.endsWith('.json') || spec.includes('/') || spec.includes(path.sep) || fs.existsSync(spec)) return { kind: 'file', path: spec };
     throw new UserError(`--student ${JSON.stringify(spec)}: unknown student; ${SPEC_HELP}`);
   }
   const sizes = (m[2] ?? '').split(',').map((s) => s.trim()).filter((s) => s !== '');
