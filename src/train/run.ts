@@ -144,6 +144,7 @@ export async function trainStudent(input: TrainOptions): Promise<TrainSummary> {
     const result = await trainLoop({
       opts, ctx, train, val, heldOut, monitor, run, ckpt: ckpt?.state ?? null, log,
       trainRows: manifest.rows - heldOut - (loss.alpha > 0 ? manifest.totals.nonfinite_rows : 0),
+      cacheRows: manifest.rows,
     });
 
     const summary: TrainSummary = {
@@ -245,6 +246,7 @@ interface LoopInput {
   run: Record<string, unknown>;
   ckpt: CheckpointState | null;
   trainRows: number;
+  cacheRows: number;
   log: (line: string) => void;
 }
 
@@ -287,7 +289,8 @@ async function trainLoop(L: LoopInput): Promise<LoopResult> {
     const collectNow = collecting;
     const result = await trainEpoch(ctx, train, order, {
       batchSize: opts.batchSize,
-      shuffleBuffer: opts.shuffleBuffer,
+      // A buffer larger than the cache behaves exactly like one the cache's size: allocate no more.
+      shuffleBuffer: Math.min(opts.shuffleBuffer, L.cacheRows),
       rng: deriveRng(opts.seed, epoch, RNG_PURPOSE.shuffle),
       keep: (t, i) => !isHeldOut(t.row[i], fraction) && (!needFinite || teacherRowFinite(t.t, i, k)),
       onSkip: collectNow ? (t, i) => { if (isHeldOut(t.row[i], fraction)) valTable!.append(t, i); } : undefined,
