@@ -4,7 +4,7 @@ import { createGunzip } from 'node:zlib';
 import type { DType, TypedArray } from '../util/dtype.js';
 import { DTYPE_BYTES, allocTyped, product } from '../util/dtype.js';
 import { UserError, describeFsError } from '../util/errors.js';
-import { checkRange } from './npy.js';
+import { inMemoryDataset } from './memory.js';
 import type { Dataset } from './types.js';
 
 /** IDX type codes (LeCun's MNIST format); multi-byte values are big-endian. */
@@ -129,19 +129,5 @@ function fromBigEndian(dtype: DType, body: Uint8Array): TypedArray {
 
 export async function openIdx(file: string): Promise<Dataset> {
   const { header, data } = await readIdx(file);
-  const [count, ...exampleShape] = header.shape;
-  const width = product(exampleShape);
-  return {
-    format: 'idx',
-    files: [file],
-    inputColumn: null,
-    count,
-    exampleShape,
-    dtype: header.dtype,
-    async read(start, end) {
-      checkRange(file, start, end, count);
-      return data.subarray(start * width, end * width);
-    },
-    async close() {},
-  };
+  return inMemoryDataset('idx', file, null, header.shape, header.dtype, data);
 }

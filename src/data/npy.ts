@@ -2,6 +2,7 @@ import * as fs from 'node:fs/promises';
 import type { DType, TypedArray } from '../util/dtype.js';
 import { DTYPE_BYTES, allocTyped, product } from '../util/dtype.js';
 import { UserError, describeFsError } from '../util/errors.js';
+import { checkRange } from './memory.js';
 import type { Dataset } from './types.js';
 
 const MAGIC = [0x93, 0x4e, 0x55, 0x4d, 0x50, 0x59]; // \x93NUMPY
@@ -93,12 +94,6 @@ export async function openNpy(file: string): Promise<Dataset> {
     },
     close: () => fh.close(),
   };
-}
-
-export function checkRange(file: string, start: number, end: number, count: number): void {
-  if (!(Number.isInteger(start) && Number.isInteger(end) && start >= 0 && end <= count && start <= end)) {
-    throw new RangeError(`${file}: rows [${start}, ${end}) outside [0, ${count})`);
-  }
 }
 
 /** Load a whole 1-d .npy of integers as labels. */

@@ -3,7 +3,8 @@ import { type Table, type Vector, tableFromIPC, Type } from 'apache-arrow';
 import { readParquet } from 'parquet-wasm';
 import type { DType, TypedArray } from '../util/dtype.js';
 import { UserError, describeFsError } from '../util/errors.js';
-import { checkRange, toLabels } from './npy.js';
+import { inMemoryDataset } from './memory.js';
+import { toLabels } from './npy.js';
 import type { Dataset } from './types.js';
 
 /** Parquet or Arrow IPC (file or stream) -> Arrow table. The whole file is decoded. */
@@ -118,20 +119,7 @@ export async function openTable(file: string, inputColumn: string | undefined, f
   if (!inputColumn) throw new UserError(`--input-column is required for ${format} data (${file}): name the list column that holds each example`);
   const table = await readTableFile(file, format === 'parquet' ? [inputColumn] : undefined);
   const { values, width, dtype } = flattenListColumn(requireColumn(table, inputColumn, file), inputColumn, file);
-  const count = table.numRows;
-  return {
-    format,
-    files: [file],
-    inputColumn,
-    count,
-    exampleShape: [width],
-    dtype,
-    async read(start, end) {
-      checkRange(file, start, end, count);
-      return values.subarray(start * width, end * width) as TypedArray;
-    },
-    async close() {},
-  };
+  return inMemoryDataset(format, file, inputColumn, [table.numRows, width], dtype, values);
 }
 
 export async function readLabelColumn(file: string, column: string): Promise<Int32Array> {

@@ -24,13 +24,7 @@ export function isTempName(name: string): boolean {
 export async function writeFileAtomic(finalPath: string, data: Uint8Array | string): Promise<void> {
   const tmp = tempPathFor(finalPath);
   try {
-    const fh = await fs.open(tmp, 'w');
-    try {
-      await fh.writeFile(data);
-      await fh.sync();
-    } finally {
-      await fh.close();
-    }
+    await writeSynced(tmp, data);
     await fs.rename(tmp, finalPath);
   } catch (err) {
     await fs.rm(tmp, { force: true }).catch(() => {});
@@ -46,13 +40,7 @@ export async function writeFileAtomic(finalPath: string, data: Uint8Array | stri
 export async function createFileExclusive(finalPath: string, data: Uint8Array | string): Promise<boolean> {
   const tmp = tempPathFor(finalPath);
   try {
-    const fh = await fs.open(tmp, 'w');
-    try {
-      await fh.writeFile(data);
-      await fh.sync();
-    } finally {
-      await fh.close();
-    }
+    await writeSynced(tmp, data);
     try {
       await fs.link(tmp, finalPath);
       return true;
@@ -65,6 +53,16 @@ export async function createFileExclusive(finalPath: string, data: Uint8Array | 
   } finally {
     await fs.rm(tmp, { force: true }).catch(() => {});
     await syncDir(path.dirname(finalPath));
+  }
+}
+
+async function writeSynced(file: string, data: Uint8Array | string): Promise<void> {
+  const fh = await fs.open(file, 'w');
+  try {
+    await fh.writeFile(data);
+    await fh.sync();
+  } finally {
+    await fh.close();
   }
 }
 
