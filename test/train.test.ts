@@ -29,13 +29,7 @@ let cacheA: string;
 let cacheB: string;
 
 async function makeCache(opts: Omit<PrecomputeOptions, 'device' | 'quiet'>): Promise<string> {
-  // Keeps the event loop alive while precompute waits on its (unref'd) writer workers.
-  const keepAlive = setInterval(() => {}, 1000);
-  try {
-    await precomputeLogits({ ...opts, device: 'cpu', quiet: true });
-  } finally {
-    clearInterval(keepAlive);
-  }
+  await precomputeLogits({ ...opts, device: 'cpu', quiet: true });
   return opts.out;
 }
 
