@@ -11,8 +11,9 @@ export function cli(name: string, argv: string[]): Argv {
     .wrap(Math.min(110, process.stdout.columns || 100))
     .parserConfiguration({ 'camel-case-expansion': true, 'strip-aliased': true, 'duplicate-arguments-array': false })
     .fail((msg, err) => {
-      if (err) throw err;
-      throw new UserError(`${msg}; see ${name} --help`);
+      // yargs' own parse errors (YError) are the user's to fix; anything else is ours.
+      if (err && err.name !== 'YError') throw err;
+      throw new UserError(`${msg ?? err?.message}; see ${name} --help`);
     });
 }
 
