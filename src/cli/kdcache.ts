@@ -2,6 +2,7 @@
 import { hideBin } from 'yargs/helpers';
 import { runMain } from '../util/errors.js';
 import { cli } from './common.js';
+import { cudaCommand } from './cuda-commands.js';
 import { demoCommand } from './demo.js';
 import { evaluateCommand } from './evaluate.js';
 import { finalizeCommand, inspectCommand, verifyCommand } from './cache-commands.js';
@@ -14,7 +15,8 @@ await runMain(async () => {
     .command(inspectCommand)
     .command(evaluateCommand)
     .command(demoCommand)
-    .demandCommand(1, 'give a command: verify, finalize, inspect, evaluate or demo')
+    .command(cudaCommand)
+    .demandCommand(1, 'give a command: verify, finalize, inspect, evaluate, demo or cuda')
     .help()
     .parseAsync();
 });

@@ -1,16 +1,55 @@
-import { existsSync } from 'node:fs';
+/**
+ * The CUDA execution provider for onnxruntime-node, offline. onnxruntime-node loads provider
+ * libraries only from the folder of its own libonnxruntime.so (its install script downloads them
+ * there); kdcache can put them there from a local folder or npm tarball, and explain failures exactly.
+ */
+import { execFileSync } from 'node:child_process';
+import { existsSync, readFileSync } from 'node:fs';
+import * as fs from 'node:fs/promises';
 import { createRequire } from 'node:module';
-import { constants } from 'node:os';
+import { constants, tmpdir } from 'node:os';
 import * as path from 'node:path';
+import { UserError } from '../util/errors.js';
+
+export const PROVIDER_FILES = ['libonnxruntime_providers_shared.so', 'libonnxruntime_providers_cuda.so'] as const;
+const OPTIONAL_PROVIDER_FILES = ['libonnxruntime_providers_tensorrt.so'] as const;
+
+/** What the CUDA 13 build of the provider needs, in load order, with what each one is. */
+export const CUDA_LIBRARIES: readonly { lib: string; what: string }[] = [
+  { lib: 'libcuda.so.1', what: 'NVIDIA driver' },
+  { lib: 'libcudart.so.13', what: 'CUDA 13 runtime' },
+  { lib: 'libcublasLt.so.13', what: 'cuBLAS (CUDA 13)' },
+  { lib: 'libcublas.so.13', what: 'cuBLAS (CUDA 13)' },
+  { lib: 'libcurand.so.10', what: 'cuRAND' },
+  { lib: 'libcufft.so.12', what: 'cuFFT (loaded on demand)' },
+  { lib: 'libcudnn.so.9', what: 'cuDNN 9 (loaded on demand)' },
+];
+
+const require = createRequire(import.meta.url);
+
+export function ortVersion(): string {
+  return (require('onnxruntime-node/package.json') as { version: string }).version;
+}
 
 /** Where onnxruntime-node looks for execution-provider libraries: next to its own libonnxruntime. */
 export function ortBinDir(): string {
-  const require = createRequire(import.meta.url);
   const pkg = path.dirname(require.resolve('onnxruntime-node/package.json'));
   return path.join(pkg, 'bin', 'napi-v6', process.platform, process.arch);
 }
 
-const INSTALL_HINT = 'install the CUDA provider as in the README, section "GPU boxes"';
+const INSTALL_HINT = "run 'kdcache cuda install --from <folder or .tgz>' (see \"GPU boxes\" in the README)";
+
+/** null when it loads (or is a non-addon library that loads); else the loader's message. */
+export function dlopenProblem(fileOrName: string): string | null {
+  try {
+    process.dlopen({ exports: {} } as NodeJS.Module, fileOrName, constants.dlopen.RTLD_NOW | constants.dlopen.RTLD_GLOBAL);
+  } catch (err) {
+    const m = String((err as Error).message);
+    if (m.includes('did not self-register')) return null; // loaded fine: it is just not a Node addon
+    return m;
+  }
+  return null;
+}
 
 /**
  * onnxruntime-node reports every CUDA provider failure as "Failed to load shared library"; the cause
@@ -21,37 +60,133 @@ export function explainCudaFailure(err: unknown, binDir = ortBinDir()): string {
   const msg = String((err as Error)?.message ?? err);
   if (/driver version is insufficient/.test(msg)) return 'the NVIDIA driver is older than the CUDA runtime the provider needs; update the driver';
   if (/no CUDA-capable device|invalid device ordinal/i.test(msg)) return 'no such CUDA device; check --device cuda:N against nvidia-smi';
-  const shared = path.join(binDir, 'libonnxruntime_providers_shared.so');
-  const cuda = path.join(binDir, 'libonnxruntime_providers_cuda.so');
-  const missing = [shared, cuda].filter((f) => !existsSync(f)).map((f) => path.basename(f));
+  const missing = PROVIDER_FILES.filter((f) => !existsSync(path.join(binDir, f)));
   if (missing.length > 0) return `the CUDA execution provider is not installed (${missing.join(', ')} missing in ${binDir}); ${INSTALL_HINT}`;
-  for (const lib of [shared, cuda]) {
+  for (const name of PROVIDER_FILES) {
+    const lib = path.join(binDir, name);
     const problem = dlopenProblem(lib);
     if (!problem) continue;
     const dep = /([\w.+-]+\.so[.\d]*): cannot open shared object file/.exec(problem)?.[1];
     if (dep === 'libcuda.so.1') return 'no NVIDIA driver on this machine (libcuda.so.1 not found); run on a GPU machine or use --device cpu';
-    if (dep && dep !== path.basename(lib)) return `${path.basename(lib)} needs ${dep}, which is not found; put the CUDA 13 and cuDNN 9 library directories on LD_LIBRARY_PATH before starting node`;
-    return `${path.basename(lib)} cannot be loaded (${problem.split('\n')[0].slice(0, 200)}); it may not match onnxruntime-node ${ortVersionHint()}`;
+    if (dep && dep !== name) return `${name} needs ${dep}, which is not found; put the CUDA 13 and cuDNN 9 library directories on LD_LIBRARY_PATH before starting node ('kdcache cuda check' lists what is missing)`;
+    return `${name} cannot be loaded (${problem.split('\n')[0].slice(0, 200)}); it may not be the build for onnxruntime-node ${ortVersion()}`;
   }
-  return `the CUDA provider loads but the session could not start (${msg.split('\n')[0].slice(0, 160)}); check the GPU with nvidia-smi and that cuDNN 9 is on LD_LIBRARY_PATH`;
+  return `the CUDA provider loads but the session could not start (${msg.split('\n')[0].slice(0, 160)}); run 'kdcache cuda check' and check the GPU with nvidia-smi`;
 }
 
-function dlopenProblem(file: string): string | undefined {
-  try {
-    process.dlopen({ exports: {} } as NodeJS.Module, file, constants.dlopen.RTLD_NOW | constants.dlopen.RTLD_GLOBAL);
-  } catch (err) {
-    const m = String((err as Error).message);
-    if (m.includes('did not self-register')) return undefined; // loaded fine: it is just not a Node addon
-    return m;
+/**
+ * KDCACHE_ORT_CUDA_DIR names a folder holding the provider libraries; link them next to
+ * libonnxruntime.so so that onnxruntime-node finds them. Returns a notice when it linked something.
+ */
+export async function linkProviderFromEnv(env: NodeJS.ProcessEnv = process.env, binDir = ortBinDir()): Promise<string | null> {
+  const dir = env.KDCACHE_ORT_CUDA_DIR;
+  if (!dir) return null;
+  const present = PROVIDER_FILES.every((f) => existsSync(path.join(binDir, f)));
+  if (present) return null;
+  const missing = PROVIDER_FILES.filter((f) => !existsSync(path.join(dir, f)));
+  if (missing.length > 0) throw new UserError(`KDCACHE_ORT_CUDA_DIR=${dir}: ${missing.join(', ')} not found there; point it at the folder holding the ONNX Runtime ${ortVersion()} CUDA provider libraries`);
+  for (const f of [...PROVIDER_FILES, ...OPTIONAL_PROVIDER_FILES]) {
+    const src = path.resolve(dir, f);
+    if (!existsSync(src)) continue;
+    const dst = path.join(binDir, f);
+    await fs.rm(dst, { force: true });
+    try {
+      await fs.symlink(src, dst);
+    } catch (err) {
+      throw new UserError(`KDCACHE_ORT_CUDA_DIR: cannot link ${f} into ${binDir} (${(err as NodeJS.ErrnoException).code}); make node_modules writable or run 'kdcache cuda install'`);
+    }
   }
-  return undefined;
+  return `linked the CUDA provider from KDCACHE_ORT_CUDA_DIR=${dir} into ${binDir}`;
 }
 
-function ortVersionHint(): string {
-  try {
-    const require = createRequire(import.meta.url);
-    return (require('onnxruntime-node/package.json') as { version: string }).version;
-  } catch {
-    return '';
+/** Does the provider library carry this onnxruntime version string? undefined when it cannot tell. */
+export function providerVersionMatches(file: string, version = ortVersion()): boolean | undefined {
+  const bytes = readFileSync(file);
+  if (bytes.indexOf(Buffer.from(`${version}\0`)) >= 0) return true;
+  const other = /\b1\.(\d{2})\.(\d+)\0/.exec(bytes.toString('latin1'));
+  return other ? false : undefined;
+}
+
+/**
+ * Copy the provider libraries from a folder, or from an npm tarball such as
+ * `npm pack com.github.asus4.onnxruntime.linux-x64-gpu@0.4.9` (ONNX Runtime 1.29.0, CUDA 13),
+ * into onnxruntime-node's bin folder. Each file lands under a temp name and is renamed into place.
+ */
+export async function installCudaProvider(from: string, binDir = ortBinDir()): Promise<{ installed: string[]; versionOk: boolean | undefined }> {
+  let src = from;
+  let cleanup: string | undefined;
+  const st = await fs.stat(from).catch(() => { throw new UserError(`--from ${from}: no such file or directory`); });
+  if (st.isFile()) {
+    if (!/\.(tgz|tar\.gz|tar)$/.test(from)) throw new UserError(`--from ${from}: expected a folder or a .tgz/.tar (for example from 'npm pack com.github.asus4.onnxruntime.linux-x64-gpu@0.4.9')`);
+    cleanup = await fs.mkdtemp(path.join(tmpdir(), 'kdcache-cuda-'));
+    try {
+      execFileSync('tar', ['-xf', from, '-C', cleanup, '--wildcards', '*libonnxruntime_providers_*.so'], { stdio: 'pipe' });
+    } catch (err) {
+      await fs.rm(cleanup, { recursive: true, force: true });
+      throw new UserError(`--from ${from}: no libonnxruntime_providers_*.so in this archive (${String((err as { stderr?: Buffer }).stderr ?? '').trim().split('\n')[0]})`);
+    }
+    src = cleanup;
   }
+  try {
+    const found = await findProviderDir(src);
+    if (!found) throw new UserError(`--from ${from}: ${PROVIDER_FILES.join(' and ')} not found in it`);
+    const versionOk = providerVersionMatches(path.join(found, 'libonnxruntime_providers_cuda.so'));
+    if (versionOk === false) throw new UserError(`--from ${from}: these provider libraries are not ONNX Runtime ${ortVersion()}, the version onnxruntime-node here uses; get the matching build`);
+    const installed: string[] = [];
+    for (const f of [...PROVIDER_FILES, ...OPTIONAL_PROVIDER_FILES]) {
+      const s = path.join(found, f);
+      if (!existsSync(s)) continue;
+      const dst = path.join(binDir, f);
+      const tmp = path.join(binDir, `.${f}.tmp-${process.pid}`);
+      await fs.copyFile(s, tmp);
+      await fs.rename(tmp, dst);
+      installed.push(dst);
+    }
+    return { installed, versionOk };
+  } finally {
+    if (cleanup) await fs.rm(cleanup, { recursive: true, force: true });
+  }
+}
+
+async function findProviderDir(root: string, depth = 0): Promise<string | null> {
+  if (PROVIDER_FILES.every((f) => existsSync(path.join(root, f)))) return root;
+  if (depth > 6) return null;
+  for (const e of await fs.readdir(root, { withFileTypes: true })) {
+    if (e.isDirectory()) {
+      const hit = await findProviderDir(path.join(root, e.name), depth + 1);
+      if (hit) return hit;
+    }
+  }
+  return null;
+}
+
+export interface CudaCheckItem {
+  what: string;
+  ok: boolean;
+  detail: string;
+}
+
+/** Everything --device cuda needs, checked one by one, so a user sees exactly what is missing. */
+export function checkCuda(binDir = ortBinDir()): CudaCheckItem[] {
+  const items: CudaCheckItem[] = [];
+  for (const f of PROVIDER_FILES) {
+    const p = path.join(binDir, f);
+    items.push({ what: `provider ${f}`, ok: existsSync(p), detail: existsSync(p) ? p : `missing in ${binDir}; ${INSTALL_HINT}` });
+  }
+  const cudaSo = path.join(binDir, 'libonnxruntime_providers_cuda.so');
+  if (existsSync(cudaSo)) {
+    const v = providerVersionMatches(cudaSo);
+    items.push({ what: `provider version = onnxruntime-node ${ortVersion()}`, ok: v !== false, detail: v === true ? 'match' : v === false ? 'MISMATCH: install the provider build of the same version' : 'could not tell' });
+  }
+  for (const { lib, what } of CUDA_LIBRARIES) {
+    const problem = dlopenProblem(lib);
+    items.push({ what: `${what} (${lib})`, ok: !problem, detail: problem ? 'not found: add its folder to LD_LIBRARY_PATH (set before node starts) or install it' : 'loads' });
+  }
+  if (items.every((i) => i.ok)) {
+    for (const f of PROVIDER_FILES) {
+      const problem = dlopenProblem(path.join(binDir, f));
+      items.push({ what: `load ${f}`, ok: !problem, detail: problem ? problem.split('\n')[0].slice(0, 200) : 'loads' });
+    }
+  }
+  return items;
 }

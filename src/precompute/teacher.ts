@@ -4,7 +4,7 @@ import * as ort from 'onnxruntime-node';
 import type { TeacherInfo } from '../shards/manifest-types.js';
 import { UserError, describeFsError } from '../util/errors.js';
 import { sha256Hex } from '../util/fsx.js';
-import { explainCudaFailure } from './cuda.js';
+import { explainCudaFailure, linkProviderFromEnv } from './cuda.js';
 import { summarizeOnnx } from './onnx-proto.js';
 
 // ONNX Runtime's native logger would print provider-load failures to stderr; we explain them instead.
@@ -69,6 +69,8 @@ export async function openTeacher(file: string, opts: TeacherOptions): Promise<T
   let session: ort.InferenceSession | undefined;
   let provider: 'cpu' | 'cuda' = 'cpu';
   if (opts.device.kind !== 'cpu') {
+    const linked = await linkProviderFromEnv();
+    if (linked) notices.push(linked);
     try {
       session = await ort.InferenceSession.create(file, { ...base, executionProviders: [{ name: 'cuda', deviceId: opts.device.deviceId }] });
       provider = 'cuda';

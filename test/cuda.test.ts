@@ -1,0 +1,109 @@
+import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { after, before, describe, test } from 'node:test';
+import { explainCudaFailure, installCudaProvider, linkProviderFromEnv, providerVersionMatches } from '../src/precompute/cuda.js';
+import { UserError } from '../src/util/errors.js';
+import { assertOneLineError, runCli, tempDir } from './helpers/data.js';
+
+const FAIL = new Error('OrtSessionOptionsAppendExecutionProvider_Cuda: Failed to load shared library');
+let dir: string;
+let hasCc = true;
+
+/** A real shared library with a version string and optional NEEDED entries, built by the system C compiler. */
+function buildLib(out: string, version: string, needs: string[] = []): void {
+  const src = path.join(dir, 'lib.c');
+  fs.writeFileSync(src, `const char ort_version[] = "${version}";\nint kdcache_fake(void) { return 1; }\n`);
+  const stubs: string[] = [];
+  for (const n of needs) {
+    const stub = path.join(dir, 'stubs', n);
+    fs.mkdirSync(path.dirname(stub), { recursive: true });
+    execFileSync('cc', ['-shared', '-fPIC', '-o', stub, '-x', 'c', '-', `-Wl,-soname,${n}`], { input: 'int stub_fn(void){return 0;}' });
+    stubs.push(`-l:${n}`);
+  }
+  execFileSync('cc', ['-shared', '-fPIC', '-o', out, src, '-Wl,--no-as-needed', `-L${path.join(dir, 'stubs')}`, ...stubs]);
+  fs.rmSync(path.join(dir, 'stubs'), { recursive: true, force: true }); // the dependency is now missing
+}
+
+before(() => {
+  dir = tempDir();
+  try {
+    execFileSync('cc', ['--version'], { stdio: 'ignore' });
+  } catch {
+    hasCc = false;
+  }
+});
+after(() => fs.rmSync(dir, { recursive: true, force: true }));
+
+describe('CUDA provider diagnosis', () => {
+  test('no provider files: says it is not installed and how to install', () => {
+    const empty = path.join(dir, 'empty');
+    fs.mkdirSync(empty);
+    assert.match(explainCudaFailure(FAIL, empty), /not installed \(libonnxruntime_providers_shared\.so, libonnxruntime_providers_cuda\.so missing in .*empty\).*kdcache cuda install/);
+  });
+
+  test('provider present but a CUDA library missing: names the library', (t) => {
+    if (!hasCc) return t.skip('no C compiler');
+    const bin = path.join(dir, 'bin-missing-cublas');
+    fs.mkdirSync(bin);
+    buildLib(path.join(bin, 'libonnxruntime_providers_shared.so'), '1.29.0');
+    buildLib(path.join(bin, 'libonnxruntime_providers_cuda.so'), '1.29.0', ['libcublasLt.so.13']);
+    assert.match(explainCudaFailure(FAIL, bin), /libonnxruntime_providers_cuda\.so needs libcublasLt\.so\.13, which is not found; put the CUDA 13 and cuDNN 9 library directories on LD_LIBRARY_PATH/);
+  });
+
+  test('no driver: says so', (t) => {
+    if (!hasCc) return t.skip('no C compiler');
+    const bin = path.join(dir, 'bin-no-driver');
+    fs.mkdirSync(bin);
+    buildLib(path.join(bin, 'libonnxruntime_providers_shared.so'), '1.29.0');
+    buildLib(path.join(bin, 'libonnxruntime_providers_cuda.so'), '1.29.0', ['libcuda.so.1']);
+    assert.match(explainCudaFailure(FAIL, bin), /no NVIDIA driver on this machine \(libcuda\.so\.1 not found\)/);
+  });
+
+  test('driver too old and bad device ordinal are recognised', () => {
+    assert.match(explainCudaFailure(new Error('CUDA failure 35: CUDA driver version is insufficient for CUDA runtime version')), /older than the CUDA runtime/);
+    assert.match(explainCudaFailure(new Error('CUDA failure 101: invalid device ordinal')), /no such CUDA device/);
+  });
+});
+
+describe('kdcache cuda install / KDCACHE_ORT_CUDA_DIR', () => {
+  test('installs from an npm-style tarball, refuses another ONNX Runtime version', async (t) => {
+    if (!hasCc) return t.skip('no C compiler');
+    const pkg = path.join(dir, 'pkg', 'package', 'Plugins', 'Linux', 'x64');
+    fs.mkdirSync(pkg, { recursive: true });
+    buildLib(path.join(pkg, 'libonnxruntime_providers_shared.so'), '1.29.0');
+    buildLib(path.join(pkg, 'libonnxruntime_providers_cuda.so'), '1.29.0');
+    const tgz = path.join(dir, 'provider.tgz');
+    execFileSync('tar', ['-czf', tgz, '-C', path.join(dir, 'pkg'), 'package']);
+    const bin = path.join(dir, 'ortbin');
+    fs.mkdirSync(bin);
+    const r = await installCudaProvider(tgz, bin);
+    assert.equal(r.versionOk, true);
+    assert.deepEqual(fs.readdirSync(bin).sort(), ['libonnxruntime_providers_cuda.so', 'libonnxruntime_providers_shared.so']);
+
+    buildLib(path.join(pkg, 'libonnxruntime_providers_cuda.so'), '1.22.0');
+    assert.equal(providerVersionMatches(path.join(pkg, 'libonnxruntime_providers_cuda.so')), false);
+    await assert.rejects(installCudaProvider(path.join(dir, 'pkg'), bin), (e: unknown) => e instanceof UserError && /not ONNX Runtime 1\.29\.0/.test((e as Error).message));
+  });
+
+  test('KDCACHE_ORT_CUDA_DIR links the provider into place; a wrong folder is a clear error', async (t) => {
+    if (!hasCc) return t.skip('no C compiler');
+    const src = path.join(dir, 'cuda-dir');
+    fs.mkdirSync(src);
+    buildLib(path.join(src, 'libonnxruntime_providers_shared.so'), '1.29.0');
+    buildLib(path.join(src, 'libonnxruntime_providers_cuda.so'), '1.29.0');
+    const bin = path.join(dir, 'ortbin2');
+    fs.mkdirSync(bin);
+    assert.match(String(await linkProviderFromEnv({ KDCACHE_ORT_CUDA_DIR: src }, bin)), /linked the CUDA provider/);
+    assert.equal(fs.readlinkSync(path.join(bin, 'libonnxruntime_providers_cuda.so')), path.join(src, 'libonnxruntime_providers_cuda.so'));
+    assert.equal(await linkProviderFromEnv({}, bin), null);
+    await assert.rejects(linkProviderFromEnv({ KDCACHE_ORT_CUDA_DIR: dir }, path.join(dir, 'empty')), /KDCACHE_ORT_CUDA_DIR=.*not found there/);
+  });
+
+  test('kdcache cuda check on a machine without the provider lists what is missing', () => {
+    const r = runCli('kdcache', ['cuda', 'check']);
+    assert.match(r.stdout, /MISSING\s+provider libonnxruntime_providers_cuda\.so/);
+    assertOneLineError(r, /--device cuda cannot work here: \d+ item\(s\) missing/);
+  });
+});
