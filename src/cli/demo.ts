@@ -13,8 +13,8 @@ export const demoCommand: CommandModule<object, DemoArgs> = {
   builder: (y) => y
     .option('out', { type: 'string', default: 'out/demo', describe: 'where caches and students go' })
     .option('data', { type: 'string', default: DATA, describe: 'folder with teacher.onnx and the demo IDX files' })
-    .option('student', { type: 'string', default: 'mlp:64', describe: 'student spec' })
-    .option('epochs', { type: 'number', default: 10 })
+    .option('student', { type: 'string', default: 'mlp:128', describe: 'student spec' })
+    .option('epochs', { type: 'number', default: 40 })
     .option('alpha', { type: 'number', default: 0.9 })
     .option('temperature', { type: 'number', default: 4 })
     .option('lr', { type: 'number', default: 1e-3 })
