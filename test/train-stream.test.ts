@@ -152,6 +152,42 @@ describe('streamBatches', () => {
     assert.equal(maxInFlight, 1);
   });
 
+  test('nextOrder: the next pass starts from chunks read during this one; rows and order unchanged', async () => {
+    const loads: number[] = [];
+    const counting: ChunkSource = { ...source, load: async (i) => { loads.push(i); return chunks[i]; } };
+    const orders = [[2, 0, 4, 1, 3], [1, 3, 0, 2, 4], [4, 2, 3, 0, 1]];
+    const plain = [];
+    for (const [e, order] of orders.entries()) plain.push(await collect(source, order, { batchSize: 32, shuffleBuffer: 60, rng: new Rng(e) }));
+    for (const [e, order] of orders.entries()) {
+      const got = await collect(counting, order, { batchSize: 32, shuffleBuffer: 60, rng: new Rng(e), nextOrder: orders[e + 1] });
+      assert.deepEqual(got, plain[e], `pass ${e}`);
+    }
+    assert.deepEqual(loads, orders.flat(), 'every chunk read once per pass, in pass order');
+
+    // A pass in between with another order (evaluation) drops the early reads; nothing is lost.
+    loads.length = 0;
+    await collect(counting, [0, 1], { batchSize: 32, shuffleBuffer: 60, rng: new Rng(1), nextOrder: [3, 4] });
+    await collect(counting, [2], { batchSize: 32, shuffleBuffer: 0 });
+    const after = await collect(counting, [3, 4], { batchSize: 32, shuffleBuffer: 60, rng: new Rng(2) });
+    assert.deepEqual(after, await collect(source, [3, 4], { batchSize: 32, shuffleBuffer: 60, rng: new Rng(2) }));
+    assert.deepEqual(loads, [0, 1, 3, 4, 2, 3, 4]);
+  });
+
+  test('two shuffled passes over one source at once do not share a shuffle buffer', async () => {
+    const a = streamBatches(source, [0, 1, 2, 3, 4], { batchSize: 8, shuffleBuffer: 60, rng: new Rng(5) });
+    const b = streamBatches(source, [0, 1, 2, 3, 4], { batchSize: 8, shuffleBuffer: 60, rng: new Rng(5) });
+    const rowsA: number[] = [];
+    const rowsB: number[] = [];
+    for (;;) {
+      const [x, y] = [await a.next(), await b.next()];
+      if (!x.done) rowsA.push(...x.value.row.subarray(0, x.value.length));
+      if (!y.done) rowsB.push(...y.value.row.subarray(0, y.value.length));
+      if (x.done && y.done) break;
+    }
+    assert.deepEqual(rowsA, rowsB);
+    assert.deepEqual([...rowsA].sort((p, q) => p - q), [...Array(total).keys()]);
+  });
+
   test('a failing read-ahead surfaces as the stream error, not an unhandled rejection', async () => {
     const failing: ChunkSource = {
       ...source,

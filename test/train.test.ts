@@ -10,7 +10,9 @@ import * as tf from '@tensorflow/tfjs';
 import { type PrecomputeOptions, precomputeLogits } from '../src/precompute/run.js';
 import { readManifest } from '../src/shards/manifest.js';
 import { readShardFile } from '../src/shards/reader.js';
-import { transformInputs } from '../src/train/cache.js';
+import { cacheSource, transformInputs } from '../src/train/cache.js';
+import { workerCacheSource } from '../src/train/cache-worker.js';
+import { openDataset } from '../src/data/open.js';
 import { evaluateModel } from '../src/train/evaluate.js';
 import { fileLoadHandler } from '../src/train/model-io.js';
 import { type TrainOptions, type TrainSummary, trainStudent } from '../src/train/run.js';
@@ -186,6 +188,38 @@ describe('train-student end to end', () => {
     await assert.rejects(train({ out: path.join(dir, 'b3'), logits: copy }), userError(/manifest\.json: missing, the cache is not finished/));
     await assert.rejects(train({ out: path.join(dir, 'b4'), logits: path.join(dir, 'nope') }), userError(/nope: no such file or directory/));
     assert.ok(!fs.existsSync(path.join(dir, 'b1', 'metrics.jsonl')));
+  });
+
+  test('the shard loader thread gives the same tables as reading on the main thread, and the same errors', async () => {
+    for (const [cache, data] of [[cacheA, dataFile], [cacheB, null]] as const) {
+      const manifest = await readManifest(cache);
+      const transform = { pre: manifest.preprocessing, layout: 'as-is' as const };
+      const ds = data ? await openDataset(data) : null;
+      const direct = cacheSource({ cacheDir: cache, manifest, transform, dataset: ds, labels: null });
+      const threaded = workerCacheSource({ cacheDir: cache, manifest, transform, dataset: data ? { file: data, inputColumn: null } : null, labels: null });
+      try {
+        for (let i = 0; i < manifest.shards.length; i++) {
+          const [a, b] = await Promise.all([direct.load(i), threaded.load(i)]);
+          assert.equal(b.length, a.length);
+          assert.deepEqual([b.xView(), b.tView(), b.yView(), b.row.subarray(0, b.length)], [a.xView(), a.tView(), a.yView(), a.row.subarray(0, a.length)]);
+        }
+      } finally {
+        await threaded.close();
+        await ds?.close();
+      }
+    }
+    const copy = path.join(dir, 'cacheA-broken');
+    fs.cpSync(cacheA, copy, { recursive: true });
+    const manifest = await readManifest(copy);
+    fs.writeFileSync(path.join(copy, manifest.shards[1].file), 'not a shard');
+    const threaded = workerCacheSource({ cacheDir: copy, manifest, transform: { pre: manifest.preprocessing, layout: 'as-is' }, dataset: { file: dataFile, inputColumn: null }, labels: null });
+    try {
+      await assert.rejects(threaded.load(1), userError(/shard-00001\.parquet: 11 bytes, the manifest says/));
+      assert.equal((await threaded.load(0)).length, 300, 'the loader survives a bad shard');
+    } finally {
+      await threaded.close();
+    }
+    await assert.rejects(threaded.load(0), /closed/);
   });
 
   test('data and labels must be the ones the cache was made from', async () => {

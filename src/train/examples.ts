@@ -37,7 +37,12 @@ export class ExampleTable {
     const d = this.inputWidth;
     const k = this.logitsWidth;
     this.x.set(src.x.subarray(i * d, i * d + d), slot * d);
-    if (k > 0) this.t.set(src.t.subarray(i * k, i * k + k), slot * k);
+    // A few logits: a loop is cheaper than allocating a subarray view for set().
+    if (k <= 64) {
+      const t = this.t;
+      const st = src.t;
+      for (let j = 0, a = slot * k, b = i * k; j < k; j++) t[a + j] = st[b + j];
+    } else this.t.set(src.t.subarray(i * k, i * k + k), slot * k);
     this.y[slot] = src.y[i];
     this.row[slot] = src.row[i];
   }

@@ -10,7 +10,8 @@ import { writeFileAtomic } from '../util/fsx.js';
 import { createProgress, formatCount, formatDuration } from '../util/progress.js';
 import { initBackend } from './backend.js';
 import { bindData } from './bind.js';
-import { cacheSource, checkShards, openCache, type InputTransform } from './cache.js';
+import { checkShards, openCache, type InputTransform } from './cache.js';
+import { type ClosableSource, workerCacheSource } from './cache-worker.js';
 import { CHECKPOINT_DIR, type CheckpointState, readCheckpoint, restoreOptimizer, writeCheckpoint } from './checkpoint.js';
 import { ExampleTable, teacherRowFinite } from './examples.js';
 import type { LossParams } from './losses.js';
@@ -95,6 +96,7 @@ export async function trainStudent(input: TrainOptions): Promise<TrainSummary> {
 
   const binding = await bindData(manifest, opts.logits, { data: opts.data, labels: opts.labels, labelColumn: opts.labelColumn });
   let val: ValData | null = null;
+  let train: ClosableSource | null = null;
   try {
     if (loss.alpha < 1 && !binding.hasLabels) {
       throw new UserError(`--alpha ${loss.alpha} needs labels, but the cache has none; pass --labels <file> (or --label-column) with the labels of the cached data, or use --alpha 1`);
@@ -106,7 +108,11 @@ export async function trainStudent(input: TrainOptions): Promise<TrainSummary> {
       ? studentFromModel(await loadModel(ckpt.dir), spec, preShape, classes, opts.student)
       : await createStudent(spec, { preShape, classes, seed: mixSeed(opts.seed, RNG_PURPOSE.init) });
     const transform: InputTransform = { pre: manifest.preprocessing, layout: student.input.layout };
-    const train = cacheSource({ cacheDir: opts.logits, manifest, transform, dataset: binding.dataset, labels: binding.labels });
+    // Shards are decoded on a worker thread so that decoding overlaps training.
+    train = workerCacheSource({
+      cacheDir: opts.logits, manifest, transform, labels: binding.labels,
+      dataset: binding.dataset ? { file: binding.dataset.files[0], inputColumn: binding.dataset.inputColumn } : null,
+    });
 
     if (opts.valData) {
       val = await openValData({ valData: opts.valData, valLabels: opts.valLabels, valLabelColumn: opts.valLabelColumn, inputColumn: manifest.dataset.input_column }, transform, classes);
@@ -171,6 +177,7 @@ export async function trainStudent(input: TrainOptions): Promise<TrainSummary> {
     log(`saved ${summary.model}${valText}; ${formatCount(summary.examples_per_second)} examples/s on ${backend.name}`);
     return summary;
   } finally {
+    await train?.close();
     await binding.dataset?.close();
     await val?.close();
   }
@@ -292,6 +299,7 @@ async function trainLoop(L: LoopInput): Promise<LoopResult> {
       // A buffer larger than the cache behaves exactly like one the cache's size: allocate no more.
       shuffleBuffer: Math.min(opts.shuffleBuffer, L.cacheRows),
       rng: deriveRng(opts.seed, epoch, RNG_PURPOSE.shuffle),
+      nextOrder: epoch + 1 < opts.epochs ? shuffleInPlace([...Array(train.chunks).keys()], deriveRng(opts.seed, epoch + 1, RNG_PURPOSE.shardOrder)) : undefined,
       keep: (t, i) => !isHeldOut(t.row[i], fraction) && (!needFinite || teacherRowFinite(t.t, i, k)),
       onSkip: collectNow ? (t, i) => { if (isHeldOut(t.row[i], fraction)) valTable!.append(t, i); } : undefined,
     }, (done, loss) => {

@@ -11,9 +11,15 @@ import type { Rng } from './rng.js';
 export class ShuffleBuffer {
   private readonly table: ExampleTable;
 
-  constructor(capacity: number, inputWidth: number, logitsWidth: number, private readonly rng: Rng) {
+  constructor(capacity: number, inputWidth: number, logitsWidth: number, private rng: Rng) {
     if (!(capacity >= 1)) throw new RangeError('ShuffleBuffer: capacity must be at least 1');
     this.table = new ExampleTable(capacity, inputWidth, logitsWidth);
+  }
+
+  /** Empty, with a new generator: the same as a fresh buffer, without allocating one. */
+  reset(rng: Rng): void {
+    this.rng = rng;
+    this.table.length = 0;
   }
 
   get size(): number {

@@ -1,6 +1,8 @@
 /**
  * Streams batches from a sequence of chunks (decoded shards) with one chunk of read-ahead and an
- * optional shuffle buffer. Memory: at most two chunks + the buffer + one batch.
+ * optional shuffle buffer. Memory: at most two chunks + the buffer + one batch. With `nextOrder`,
+ * the next pass's first two chunks are read while this pass ends (its last chunk, then the drain
+ * of the buffer), so an epoch does not start by waiting for the disk and the decoder.
  */
 import { ExampleTable } from './examples.js';
 import type { Rng } from './rng.js';
@@ -26,6 +28,27 @@ export interface StreamOptions {
   keep?: (table: ExampleTable, i: number) => boolean;
   /** sees every row left out by `keep` */
   onSkip?: (table: ExampleTable, i: number) => void;
+  /** the chunk order of the pass that follows this one on the same source (the next epoch) */
+  nextOrder?: readonly number[];
+}
+
+/** Loads started by the previous pass over a source for the pass that follows it. */
+const early = new WeakMap<ChunkSource, Map<number, Promise<ExampleTable>>>();
+
+/** The shuffle buffer is reused from pass to pass: a fresh one costs a page fault per 4 KiB. */
+const buffers = new WeakMap<ChunkSource, ShuffleBuffer>();
+
+const inUse = new WeakSet<ShuffleBuffer>();
+
+function shuffleBufferFor(source: ChunkSource, capacity: number, rng: Rng): ShuffleBuffer {
+  const kept = buffers.get(source);
+  if (kept && kept.capacity === capacity && !inUse.has(kept)) {
+    kept.reset(rng);
+    return kept;
+  }
+  const fresh = new ShuffleBuffer(capacity, source.inputWidth, source.logitsWidth, rng);
+  if (!kept || !inUse.has(kept)) buffers.set(source, fresh);
+  return fresh;
 }
 
 /**
@@ -37,35 +60,58 @@ export async function* streamBatches(source: ChunkSource, order: readonly number
   const batch = new ExampleTable(opts.batchSize, source.inputWidth, source.logitsWidth);
   const shuffling = opts.shuffleBuffer > 1;
   if (shuffling && !opts.rng) throw new Error('streamBatches: shuffling needs an rng');
-  const buffer = shuffling ? new ShuffleBuffer(opts.shuffleBuffer, source.inputWidth, source.logitsWidth, opts.rng!) : null;
+  const buffer = shuffling ? shuffleBufferFor(source, opts.shuffleBuffer, opts.rng!) : null;
+  const started = early.get(source);
+  early.delete(source);
+  const load = (index: number) => {
+    const p = started?.get(index);
+    started?.delete(index);
+    return p ?? prefetch(source, index);
+  };
+  const following = opts.nextOrder ?? [];
+  const startEarly = (index: number | undefined) => {
+    if (index === undefined) return;
+    if (!early.has(source)) early.set(source, new Map());
+    const m = early.get(source)!;
+    if (!m.has(index)) m.set(index, prefetch(source, index));
+  };
 
-  let next: Promise<ExampleTable> | null = order.length > 0 ? prefetch(source, order[0]) : null;
-  for (let k = 0; k < order.length; k++) {
-    const chunk = await next!;
-    next = k + 1 < order.length ? prefetch(source, order[k + 1]) : null;
-    for (let i = 0; i < chunk.length; i++) {
-      if (opts.keep && !opts.keep(chunk, i)) {
-        opts.onSkip?.(chunk, i);
-        continue;
-      }
-      if (buffer) buffer.add(chunk, i, batch);
-      else batch.append(chunk, i);
-      if (batch.full) {
-        yield batch;
-        batch.length = 0;
-        if (next) await yieldToEventLoop();
-      }
-    }
-  }
-  if (buffer) {
-    while (buffer.takeOne(batch)) {
-      if (batch.full) {
-        yield batch;
-        batch.length = 0;
+  if (buffer) inUse.add(buffer);
+  try {
+    let next: Promise<ExampleTable> | null = order.length > 0 ? load(order[0]) : null;
+    for (let k = 0; k < order.length; k++) {
+      const chunk = await next!;
+      next = k + 1 < order.length ? load(order[k + 1]) : null;
+      // Early loads this pass did not ask for first (another pass came in between) are dropped.
+      if (k === 0) started?.clear();
+      if (!next) startEarly(following[0]);
+      for (let i = 0; i < chunk.length; i++) {
+        if (opts.keep && !opts.keep(chunk, i)) {
+          opts.onSkip?.(chunk, i);
+          continue;
+        }
+        if (buffer) buffer.add(chunk, i, batch);
+        else batch.append(chunk, i);
+        if (batch.full) {
+          yield batch;
+          batch.length = 0;
+          if (next) await yieldToEventLoop();
+        }
       }
     }
+    startEarly(following[1]);
+    if (buffer) {
+      while (buffer.takeOne(batch)) {
+        if (batch.full) {
+          yield batch;
+          batch.length = 0;
+        }
+      }
+    }
+    if (batch.length > 0) yield batch;
+  } finally {
+    if (buffer) inUse.delete(buffer);
   }
-  if (batch.length > 0) yield batch;
 }
 
 function prefetch(source: ChunkSource, index: number): Promise<ExampleTable> {
