@@ -57,16 +57,16 @@ export class ShardWriterPool {
   }
 
   /** Queue a shard; buffers in `cols` are transferred (the caller must not reuse them). */
-  async submit(cacheDir: string, index: number, cols: ShardColumns, storage: StorageSpec, configId: string, provider: string): Promise<void> {
+  async submit(cacheDir: string, index: number, cols: ShardColumns, storage: StorageSpec, configId: string, provider: string, examples?: number): Promise<void> {
     while (this.pending.size >= this.maxPending && !this.firstError) await new Promise<void>((r) => this.roomWaiters.push(r));
     if (this.firstError) throw this.firstError;
     const id = this.nextId++;
-    const transfer = [cols.row.buffer, cols.logits.buffer, cols.label?.buffer, cols.input?.buffer]
+    const transfer = [cols.row.buffer, cols.logits.buffer, cols.label?.buffer, cols.input?.buffer, cols.position?.buffer]
       .filter((b): b is ArrayBuffer => b instanceof ArrayBuffer);
     const result = new Promise<ShardSidecar>((resolve, reject) => this.pending.set(id, { resolve, reject }));
     result.catch(() => {});
     this.results.push(result);
-    this.waiting.push({ req: { id, cacheDir, index, cols, storage, configId, provider }, transfer: [...new Set(transfer)] });
+    this.waiting.push({ req: { id, cacheDir, index, cols, storage, configId, provider, ...(examples !== undefined ? { examples } : {}) }, transfer: [...new Set(transfer)] });
     this.pump();
   }
 

@@ -5,6 +5,7 @@
 import { parentPort } from 'node:worker_threads';
 import type { ShardColumns, StorageSpec } from '../shards/format.js';
 import { writeShard } from '../shards/writer.js';
+import { storeSpecOf, toStored } from '../sparse/store.js';
 import { UserError } from '../util/errors.js';
 
 export interface WriteRequest {
@@ -15,6 +16,8 @@ export interface WriteRequest {
   storage: StorageSpec;
   configId: string;
   provider: string;
+  /** sequence layout: examples the shard covers */
+  examples?: number;
 }
 
 export type WriteReply =
@@ -24,7 +27,11 @@ export type WriteReply =
 parentPort!.on('message', async (req: WriteRequest) => {
   let reply: WriteReply;
   try {
-    const record = await writeShard(req.cacheDir, req.index, req.cols, req.storage, req.configId, req.provider);
+    // Conversion (log-probabilities, float16, top-k and its fidelity stats) happens here, off the
+    // inference thread; the dense float32 logits of a logits teacher pass through untouched.
+    const { cols, fidelity } = toStored(req.cols, storeSpecOf(req.storage));
+    const extras = { ...(req.examples !== undefined ? { examples: req.examples } : {}), ...(fidelity ? { fidelity } : {}) };
+    const record = await writeShard(req.cacheDir, req.index, cols, req.storage, req.configId, req.provider, extras);
     reply = { id: req.id, ok: true, record };
   } catch (err) {
     reply = { id: req.id, ok: false, message: (err as Error).message ?? String(err), user: err instanceof UserError, code: (err as NodeJS.ErrnoException).code };

@@ -5,7 +5,9 @@
  */
 import * as arrow from 'apache-arrow';
 import type { DType, TypedArray } from '../util/dtype.js';
-import { COL_INPUT, COL_LABEL, COL_LOGITS, COL_ROW, type ShardColumns } from './format.js';
+import {
+  COL_INPUT, COL_LABEL, COL_LOGITS, COL_LOGSUMEXP, COL_POSITION, COL_ROW, COL_TOPK_INDICES, COL_TOPK_LOGITS, type ShardColumns,
+} from './format.js';
 import { arrowTypeOf } from './arrow-types.js';
 
 export function shardTable(cols: ShardColumns, metadata: Map<string, string>): arrow.Table {
@@ -17,9 +19,18 @@ export function shardTable(cols: ShardColumns, metadata: Map<string, string>): a
     children.push(data);
   };
   add(COL_ROW, new arrow.Int64(), arrow.makeData({ type: new arrow.Int64(), length: cols.rows, data: cols.row }));
+  if (cols.position) add(COL_POSITION, new arrow.Int32(), arrow.makeData({ type: new arrow.Int32(), length: cols.rows, data: cols.position }));
   if (cols.label) add(COL_LABEL, new arrow.Int32(), arrow.makeData({ type: new arrow.Int32(), length: cols.rows, data: cols.label }));
-  const logits = fixedList(cols.logitsDtype, cols.logitsWidth, cols.rows, cols.logits);
-  add(COL_LOGITS, logits.type, logits);
+  if (cols.topkIndices) {
+    const idx = fixedList('int32', cols.logitsWidth, cols.rows, cols.topkIndices);
+    add(COL_TOPK_INDICES, idx.type, idx);
+    const values = fixedList(cols.logitsDtype, cols.logitsWidth, cols.rows, cols.logits);
+    add(COL_TOPK_LOGITS, values.type, values);
+    add(COL_LOGSUMEXP, new arrow.Float32(), arrow.makeData({ type: new arrow.Float32(), length: cols.rows, data: cols.logsumexp! }));
+  } else {
+    const logits = fixedList(cols.logitsDtype, cols.logitsWidth, cols.rows, cols.logits);
+    add(COL_LOGITS, logits.type, logits);
+  }
   if (cols.input) {
     const input = fixedList(cols.inputDtype!, cols.inputWidth!, cols.rows, cols.input);
     add(COL_INPUT, input.type, input);
@@ -50,6 +61,12 @@ export function checkColumns(cols: ShardColumns): void {
   if (!Number.isSafeInteger(cols.rows) || cols.rows < 0) bad(`rows ${cols.rows}`);
   if (!(cols.row instanceof BigInt64Array) || cols.row.length !== cols.rows) bad(`row must be a BigInt64Array of ${cols.rows}`);
   if (cols.label && (!(cols.label instanceof Int32Array) || cols.label.length !== cols.rows)) bad(`label must be an Int32Array of ${cols.rows}`);
+  if (cols.position && (!(cols.position instanceof Int32Array) || cols.position.length !== cols.rows)) bad(`position must be an Int32Array of ${cols.rows}`);
+  if (Boolean(cols.topkIndices) !== Boolean(cols.logsumexp)) bad('topkIndices and logsumexp go together');
+  if (cols.topkIndices && (!(cols.topkIndices instanceof Int32Array) || cols.topkIndices.length !== cols.rows * cols.logitsWidth)) {
+    bad(`topkIndices must be an Int32Array of rows * logitsWidth = ${cols.rows * cols.logitsWidth}`);
+  }
+  if (cols.logsumexp && (!(cols.logsumexp instanceof Float32Array) || cols.logsumexp.length !== cols.rows)) bad(`logsumexp must be a Float32Array of ${cols.rows}`);
   if (!Number.isSafeInteger(cols.logitsWidth) || cols.logitsWidth < 1) bad(`logitsWidth ${cols.logitsWidth}`);
   if (!(cols.logits instanceof ARRAY_OF[cols.logitsDtype]) || cols.logits.length !== cols.rows * cols.logitsWidth) {
     bad(`logits must be a ${ARRAY_OF[cols.logitsDtype].name} of rows * logitsWidth = ${cols.rows * cols.logitsWidth}`);

@@ -1,5 +1,5 @@
 import type { DType } from '../util/dtype.js';
-import type { ShardRecord, StorageSpec } from './format.js';
+import type { FidelityRecord, ShardRecord, StorageSpec } from './format.js';
 
 export interface FileFingerprint {
   name: string; // base name only: caches move between machines
@@ -42,11 +42,24 @@ export interface LabelsInfo {
 export interface Preprocessing {
   /** per-example shape fed to the model (batch dimension excluded) */
   input_shape: number[];
-  input_type: 'float32';
+  /** integer inputs (token ids) are fed as they are: scale 1, mean 0, std 1 */
+  input_type: 'float32' | 'int64' | 'int32';
   /** x' = (x * scale - mean[c]) / std[c]; c is the channel (dimension 0 of input_shape) */
   scale: number;
   mean: number[];
   std: number[];
+  /** sequence teachers: the input value that marks padding; padding positions are not stored */
+  pad_id?: number;
+  /** sequence teachers with a mask or lengths input, derived from pad_id (all real without one) */
+  mask_input?: MaskInput;
+}
+
+export interface MaskInput {
+  name: string;
+  /** 'mask': [T], 1 at real positions, 0 at padding; 'lengths': [] or [1], real positions before the first pad */
+  kind: 'mask' | 'lengths';
+  /** the element type the model declares: int64, int32, float32 or bool */
+  type: string;
 }
 
 /** Everything that determines the cache's contents. Same config -> same bytes. */
@@ -71,7 +84,14 @@ export interface Manifest extends CacheConfig {
   /** execution providers that produced the shards, e.g. ['cpu'] or ['cuda'] */
   execution_providers: string[];
   shards: ShardRecord[];
-  totals: { bytes: number; nonfinite_rows: number };
+  totals: {
+    bytes: number;
+    nonfinite_rows: number;
+    /** sequence layout: real positions stored */
+    positions?: number;
+    /** top-k: the shards' fidelity combined (means weighted by rows) */
+    fidelity?: FidelityRecord;
+  };
 }
 
 /** Per-shard sidecar: the shard record plus what produced it. */

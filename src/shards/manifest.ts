@@ -6,6 +6,7 @@ import * as fs from 'node:fs/promises';
 import * as path from 'node:path';
 import { describeFsError, UserError } from '../util/errors.js';
 import { readJsonFile, sha256File, writeFileAtomic } from '../util/fsx.js';
+import { combineFidelity } from '../sparse/fidelity.js';
 import { configId } from './config-id.js';
 import { CONFIG_FILE, MANIFEST_FILE, SHARD_DIR, type ShardRecord } from './format.js';
 import { checkJson, FieldError } from './json-check.js';
@@ -116,16 +117,21 @@ export function buildManifest(config: CacheConfig, sidecars: readonly ShardSidec
     && s.rows === expectedShardRows(config.rows, shard_rows, i));
   const shards: ShardRecord[] = sorted.map((s) => ({
     file: s.file, index: s.index, first_row: s.first_row, rows: s.rows, bytes: s.bytes, sha256: s.sha256, nonfinite_rows: s.nonfinite_rows,
+    ...(s.positions !== undefined ? { positions: s.positions } : {}),
+    ...(s.fidelity !== undefined ? { fidelity: s.fidelity } : {}),
   }));
+  const totals: Manifest['totals'] = {
+    bytes: shards.reduce((n, s) => n + s.bytes, 0),
+    nonfinite_rows: shards.reduce((n, s) => n + s.nonfinite_rows, 0),
+  };
+  if (config.storage.layout === 'sequence') totals.positions = shards.reduce((n, s) => n + (s.positions ?? 0), 0);
+  if (config.storage.kind === 'topk') totals.fidelity = combineFidelity(shards.flatMap((s) => (s.fidelity ? [s.fidelity] : [])));
   return {
     ...config,
     complete,
     execution_providers: [...new Set(sorted.map((s) => s.execution_provider))].sort(),
     shards,
-    totals: {
-      bytes: shards.reduce((n, s) => n + s.bytes, 0),
-      nonfinite_rows: shards.reduce((n, s) => n + s.nonfinite_rows, 0),
-    },
+    totals,
   };
 }
 

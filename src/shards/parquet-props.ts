@@ -14,7 +14,7 @@
  */
 import * as pw from 'parquet-wasm';
 import { DTYPE_BYTES } from '../util/dtype.js';
-import { COL_LABEL, COL_ROW, type Compression, type ShardColumns } from './format.js';
+import { COL_LABEL, COL_POSITION, COL_ROW, type Compression, type ShardColumns } from './format.js';
 
 /** One row group up to this size; above it, row groups of about SPLIT_ROW_GROUP_BYTES. */
 export const SINGLE_ROW_GROUP_BYTES = 64 << 20;
@@ -26,8 +26,10 @@ export interface ParquetLayout {
 }
 
 export function parquetLayout(cols: ShardColumns, compression: Compression): ParquetLayout {
-  const floatLists = cols.logitsDtype === 'float32' && (!cols.input || cols.inputDtype === 'float32' || cols.inputDtype === 'float64');
-  const rowBytes = 8 + (cols.label ? 4 : 0) + DTYPE_BYTES[cols.logitsDtype] * cols.logitsWidth
+  // topk_indices is a list of int32: no file-wide BYTE_STREAM_SPLIT for top-k shards.
+  const floatLists = cols.logitsDtype === 'float32' && !cols.topkIndices && (!cols.input || cols.inputDtype === 'float32' || cols.inputDtype === 'float64');
+  const rowBytes = 8 + (cols.label ? 4 : 0) + (cols.position ? 4 : 0) + DTYPE_BYTES[cols.logitsDtype] * cols.logitsWidth
+    + (cols.topkIndices ? 4 * cols.logitsWidth + 4 : 0)
     + (cols.input ? DTYPE_BYTES[cols.inputDtype!] * cols.inputWidth! : 0);
   const rowGroupRows = cols.rows * rowBytes <= SINGLE_ROW_GROUP_BYTES
     ? Math.max(1, cols.rows)
@@ -48,6 +50,8 @@ export function parquetWriterProperties(layout: ParquetLayout, compression: Comp
     .setStatisticsEnabled(pw.EnabledStatistics.None)
     .setColumnStatisticsEnabled(COL_ROW, pw.EnabledStatistics.Chunk)
     .setColumnEncoding(COL_ROW, pw.Encoding.DELTA_BINARY_PACKED)
+    // position counts up within each example: delta-packed it costs almost nothing
+    .setColumnEncoding(COL_POSITION, pw.Encoding.DELTA_BINARY_PACKED)
     .setMaxRowGroupSize(layout.rowGroupRows)
     .setKeyValueMetadata(metadata);
   if (layout.byteStreamSplit) {

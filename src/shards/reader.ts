@@ -154,9 +154,31 @@ export async function readShardFile(cacheDir: string, record: ShardRecord, forma
   const { cols, meta } = decodeShardWithMeta(bytes, format, file);
   const problem = metaProblem(meta, record, opts.expectConfigId);
   if (problem) throw new UserError(`${file}: ${problem}; ${REGENERATE}`);
+  if (record.positions !== undefined) {
+    checkSequenceRows(cols, record, file);
+    return cols;
+  }
   if (cols.rows !== record.rows) throw new UserError(`${file}: ${cols.rows} rows, the manifest says ${record.rows}; ${REGENERATE}`);
   if (cols.rows > 0 && (cols.row[0] !== BigInt(record.first_row) || cols.row[cols.rows - 1] !== BigInt(record.first_row + cols.rows - 1))) {
     throw new UserError(`${file}: row ids ${cols.row[0]}..${cols.row[cols.rows - 1]} do not match rows ${record.first_row}..${record.first_row + cols.rows - 1} of the manifest; ${REGENERATE}`);
   }
   return cols;
+}
+
+/**
+ * Sequence layout: one table row per stored position, ordered by (row, position), every row id in
+ * the shard's example range (an example whose positions are all padding has no rows at all).
+ */
+function checkSequenceRows(cols: ShardColumns, record: ShardRecord, file: string): void {
+  if (cols.rows !== record.positions) throw new UserError(`${file}: ${cols.rows} positions, the manifest says ${record.positions}; ${REGENERATE}`);
+  if (!cols.position) throw new UserError(`${file}: no "position" column in a sequence cache; ${REGENERATE}`);
+  const lo = BigInt(record.first_row);
+  const hi = BigInt(record.first_row + record.rows);
+  for (let i = 0; i < cols.rows; i++) {
+    const r = cols.row[i];
+    const ordered = i === 0 || r > cols.row[i - 1] || (r === cols.row[i - 1] && cols.position[i] > cols.position[i - 1]);
+    if (r < lo || r >= hi || !ordered || cols.position[i] < 0) {
+      throw new UserError(`${file}: table row ${i} (row ${r}, position ${cols.position[i]}) is out of order or outside rows ${lo}..${hi - 1n} of the manifest; ${REGENERATE}`);
+    }
+  }
 }

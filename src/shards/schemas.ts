@@ -4,7 +4,7 @@
  * naming the file and the field instead of misbehaving later.
  */
 import { product } from '../util/dtype.js';
-import { FORMAT_VERSION } from './format.js';
+import { FORMAT_VERSION, FORMAT_VERSION_EXTENDED } from './format.js';
 import {
   arrayOf, bool, type Check, fieldFail, finite, int, nullable, object, oneOf, optional, sha256, str,
 } from './json-check.js';
@@ -48,11 +48,17 @@ const labels = nullable(object({
 
 const preprocessing = object({
   input_shape: shape(1),
-  input_type: oneOf('float32'),
+  input_type: oneOf('float32', 'int64', 'int32'),
   scale: finite,
   mean: arrayOf(finite, 1 << 16),
   std: arrayOf(finite, 1 << 16),
+  pad_id: optional(int(Number.MIN_SAFE_INTEGER)),
+  mask_input: optional(object({ name: str, kind: oneOf('mask', 'lengths'), type: str })),
 });
+
+const positive: Check = (v, at) => {
+  if (typeof v !== 'number' || !(v > 0) || !Number.isFinite(v)) fieldFail(at, 'a positive number', v);
+};
 
 const storage = object({
   format: oneOf('parquet', 'arrow'),
@@ -60,7 +66,30 @@ const storage = object({
   shard_rows: int(1, MAX_DIM),
   logits_dtype: oneOf('float32', 'float16'),
   columns: arrayOf(object({ name: str, type: str, length: optional(int(0, MAX_DIM)) }), 64),
+  layout: optional(oneOf('sequence')),
+  classes: optional(int(1, MAX_DIM)),
+  kind: optional(oneOf('topk')),
+  k: optional(int(1, MAX_DIM)),
+  report_temperature: optional(positive),
+  teacher_output: optional(object({ output: oneOf('probs', 'logprobs'), detected: bool })),
 });
+
+/** Things a version-1 cache cannot have. */
+function extendedFeatures(c: CacheConfig): string[] {
+  const s = c.storage;
+  const p = c.preprocessing;
+  const out: string[] = [];
+  for (const key of ['layout', 'classes', 'kind', 'k', 'report_temperature', 'teacher_output'] as const) if (s[key] !== undefined) out.push(`storage.${key}`);
+  if (p.input_type !== 'float32') out.push('preprocessing.input_type');
+  if (p.pad_id !== undefined) out.push('preprocessing.pad_id');
+  if (p.mask_input !== undefined) out.push('preprocessing.mask_input');
+  return out;
+}
+
+/** The version a config must carry: 2 exactly when it uses a field version 1 does not have. */
+export function formatVersionOf(c: CacheConfig): number {
+  return extendedFeatures(c).length > 0 ? FORMAT_VERSION_EXTENDED : FORMAT_VERSION;
+}
 
 const configShape = object({
   format_version: int(0),
@@ -77,10 +106,22 @@ const configShape = object({
 export const checkConfig: Check = (v, at) => {
   configShape(v, at);
   const c = v as CacheConfig;
-  if (c.format_version !== FORMAT_VERSION) {
-    fieldFail('format_version', `${FORMAT_VERSION} (this kdcache's cache format; the cache was written by another version)`, c.format_version);
+  if (c.format_version !== FORMAT_VERSION && c.format_version !== FORMAT_VERSION_EXTENDED) {
+    fieldFail('format_version', `${FORMAT_VERSION} or ${FORMAT_VERSION_EXTENDED} (the cache formats this kdcache reads; the cache was written by another version)`, c.format_version);
   }
+  const features = extendedFeatures(c);
+  if (c.format_version === FORMAT_VERSION && features.length > 0) fieldFail(features[0], `absent in a format_version ${FORMAT_VERSION} cache`, 'a value');
   if (product(c.output.shape) !== c.output.width) fieldFail('output.width', `the product of output.shape (${product(c.output.shape)})`, c.output.width);
+  const s = c.storage;
+  const classes = c.output.shape[c.output.shape.length - 1];
+  if (s.layout === 'sequence' && c.output.shape.length !== 2) fieldFail('output.shape', '[positions, classes] in the sequence layout', c.output.shape);
+  if ((s.layout !== undefined || s.kind !== undefined) && s.classes !== classes) fieldFail('storage.classes', `the last output dimension (${classes})`, s.classes);
+  if (s.kind === 'topk') {
+    if (s.k === undefined || s.k >= classes) fieldFail('storage.k', `an integer from 1 to ${classes - 1} (fewer than the classes)`, s.k);
+    if (s.report_temperature === undefined) fieldFail('storage.report_temperature', 'a positive number', s.report_temperature);
+  } else if (s.k !== undefined || s.report_temperature !== undefined) {
+    fieldFail(s.k !== undefined ? 'storage.k' : 'storage.report_temperature', 'absent without storage.kind "topk"', 'a value');
+  }
   const shards = Math.ceil(c.rows / c.storage.shard_rows);
   if (c.shard_count !== shards) fieldFail('shard_count', `ceil(rows / storage.shard_rows) = ${shards}`, c.shard_count);
 };
@@ -90,9 +131,20 @@ export function expectedShardRows(rows: number, shardRows: number, index: number
   return Math.max(0, Math.min(rows, (index + 1) * shardRows) - index * shardRows);
 }
 
+const nonNegative: Check = (v, at) => {
+  if (typeof v !== 'number' || !(v >= 0) || !Number.isFinite(v)) fieldFail(at, 'a finite number >= 0', v);
+};
+
+const fidelity = object({
+  rows: int(0), mass_mean: nonNegative, mass_min: nonNegative, mass_t_mean: nonNegative, mass_t_min: nonNegative,
+  kl_rows: int(0), kl_mean: nonNegative, kl_t_mean: nonNegative,
+});
+
 const recordShape = {
   file: str, index: int(0, MAX_SHARDS), first_row: int(0), rows: int(0, MAX_DIM),
   bytes: int(0), sha256, nonfinite_rows: int(0, MAX_DIM),
+  positions: optional(int(0)),
+  fidelity: optional(fidelity),
 };
 
 export const checkSidecarShape: Check = object({
@@ -116,7 +168,16 @@ export function checkRecordAgainstConfig(r: ShardRecord, config: CacheConfig, at
   if (r.first_row !== first) fieldFail(`${at}first_row`, `index * storage.shard_rows = ${first}`, r.first_row);
   const rows = expectedShardRows(config.rows, config.storage.shard_rows, r.index);
   if (r.rows !== rows) fieldFail(`${at}rows`, `${rows} (rows of shard ${r.index})`, r.rows);
-  if (r.nonfinite_rows > r.rows) fieldFail(`${at}nonfinite_rows`, `at most rows (${r.rows})`, r.nonfinite_rows);
+  const sequence = config.storage.layout === 'sequence';
+  if (sequence && r.positions === undefined) fieldFail(`${at}positions`, 'the number of stored positions (sequence layout)', r.positions);
+  if (!sequence && r.positions !== undefined) fieldFail(`${at}positions`, 'absent outside the sequence layout', r.positions);
+  const maxPositions = rows * (config.output.shape[0] ?? 1);
+  if (sequence && r.positions! > maxPositions) fieldFail(`${at}positions`, `at most rows * positions per example (${maxPositions})`, r.positions);
+  const tableRows = sequence ? r.positions! : r.rows;
+  if (r.nonfinite_rows > tableRows) fieldFail(`${at}nonfinite_rows`, `at most ${sequence ? 'positions' : 'rows'} (${tableRows})`, r.nonfinite_rows);
+  if ((config.storage.kind === 'topk') !== (r.fidelity !== undefined)) {
+    fieldFail(`${at}fidelity`, config.storage.kind === 'topk' ? 'the fidelity stats of a top-k shard' : 'absent in a dense cache', r.fidelity);
+  }
 }
 
 export const checkManifest: Check = (v, at) => {
@@ -125,11 +186,12 @@ export const checkManifest: Check = (v, at) => {
     complete: bool,
     execution_providers: arrayOf(str, 64),
     shards: arrayOf(object(recordShape), MAX_SHARDS),
-    totals: object({ bytes: int(0), nonfinite_rows: int(0) }),
+    totals: object({ bytes: int(0), nonfinite_rows: int(0), positions: optional(int(0)), fidelity: optional(fidelity) }),
   })(v, at);
   const m = v as Manifest;
   let bytes = 0;
   let nonfinite = 0;
+  let positions = 0;
   m.shards.forEach((r, i) => {
     checkRecordAgainstConfig(r, m, `shards[${i}].`);
     if (m.complete ? r.index !== i : i > 0 && r.index <= m.shards[i - 1].index) {
@@ -137,8 +199,14 @@ export const checkManifest: Check = (v, at) => {
     }
     bytes += r.bytes;
     nonfinite += r.nonfinite_rows;
+    positions += r.positions ?? 0;
   });
   if (m.complete && m.shards.length !== m.shard_count) fieldFail('shards', `${m.shard_count} shard records (shard_count)`, m.shards);
   if (m.totals.bytes !== bytes) fieldFail('totals.bytes', `the sum of the shards' bytes (${bytes})`, m.totals.bytes);
   if (m.totals.nonfinite_rows !== nonfinite) fieldFail('totals.nonfinite_rows', `the sum of the shards' nonfinite_rows (${nonfinite})`, m.totals.nonfinite_rows);
+  const sequence = m.storage.layout === 'sequence';
+  if (sequence ? m.totals.positions !== positions : m.totals.positions !== undefined) {
+    fieldFail('totals.positions', sequence ? `the sum of the shards' positions (${positions})` : 'absent outside the sequence layout', m.totals.positions);
+  }
+  if ((m.storage.kind === 'topk') !== (m.totals.fidelity !== undefined)) fieldFail('totals.fidelity', m.storage.kind === 'topk' ? 'the combined fidelity stats' : 'absent in a dense cache', m.totals.fidelity);
 };

@@ -8,7 +8,9 @@ import * as arrow from 'apache-arrow';
 import { UserError } from '../util/errors.js';
 import { allocTyped, type DType, type TypedArray } from '../util/dtype.js';
 import { dtypeOfArrow } from './arrow-types.js';
-import { COL_INPUT, COL_LABEL, COL_LOGITS, COL_ROW, type ShardColumns } from './format.js';
+import {
+  COL_INPUT, COL_LABEL, COL_LOGITS, COL_LOGSUMEXP, COL_POSITION, COL_ROW, COL_TOPK_INDICES, COL_TOPK_LOGITS, type ShardColumns,
+} from './format.js';
 
 const NOT_A_SHARD = 'it is not a kdcache shard or it is damaged: regenerate it with precompute-logits';
 
@@ -27,7 +29,13 @@ export function columnsFromTable(table: arrow.Table, file: string): ShardColumns
   const labelData = column(COL_LABEL, false);
   const label = labelData && toInt32(integers(labelData.chunks, COL_LABEL, fail), rows, fail);
 
-  const logits = flattenList(column(COL_LOGITS, true)!, COL_LOGITS, fail);
+  const positionData = column(COL_POSITION, false);
+  const position = positionData && toInt32(integers(positionData.chunks, COL_POSITION, fail), rows, fail, COL_POSITION);
+
+  // A top-k shard has no dense logits column; its values live in topk_logits.
+  const sparse = table.getChild(COL_TOPK_INDICES) !== null;
+  const valuesName = sparse ? COL_TOPK_LOGITS : COL_LOGITS;
+  const logits = flattenList(column(valuesName, true)!, valuesName, fail);
   let logitsValues: Float32Array | Uint16Array;
   let logitsDtype: 'float32' | 'float16';
   if (logits.dtype === 'float32' || logits.dtype === 'float16') {
@@ -38,9 +46,17 @@ export function columnsFromTable(table: arrow.Table, file: string): ShardColumns
     logitsValues = Float32Array.from(logits.values as Float64Array);
     logitsDtype = 'float32';
   } else {
-    return fail(`column "${COL_LOGITS}" holds ${logits.dtype} values, expected float32 or float16`);
+    return fail(`column "${valuesName}" holds ${logits.dtype} values, expected float32 or float16`);
   }
   const cols: ShardColumns = { rows, row, logits: logitsValues, logitsWidth: logits.width, logitsDtype };
+  if (sparse) {
+    const idx = flattenList(column(COL_TOPK_INDICES, true)!, COL_TOPK_INDICES, fail);
+    if (idx.width !== logits.width) fail(`column "${COL_TOPK_INDICES}" has ${idx.width} classes per row, "${COL_TOPK_LOGITS}" ${logits.width}`);
+    if (!['int32', 'int64', 'int16', 'uint16', 'uint8', 'int8'].includes(idx.dtype)) fail(`column "${COL_TOPK_INDICES}" holds ${idx.dtype} values, expected int32`);
+    cols.topkIndices = idx.values instanceof Int32Array ? idx.values : Int32Array.from(idx.values as ArrayLike<number>, Number);
+    cols.logsumexp = floats(column(COL_LOGSUMEXP, true)!.chunks, rows, fail);
+  }
+  if (position) cols.position = position;
   if (label) cols.label = label;
   const inputData = column(COL_INPUT, false);
   if (inputData) {
@@ -78,14 +94,30 @@ function toBigInt64(parts: TypedArray[], rows: number): BigInt64Array {
   return out;
 }
 
-function toInt32(parts: TypedArray[], rows: number, fail: Fail): Int32Array {
+/** A float column (float32, or float64 from other writers) as one Float32Array. */
+function floats(chunks: readonly arrow.Data[], rows: number, fail: Fail): Float32Array {
+  const parts = chunks.map((d) => {
+    if (!arrow.DataType.isFloat(d.type) || (d.type as arrow.Float).precision === arrow.Precision.HALF) fail(`column "${COL_LOGSUMEXP}" has type ${d.type}, expected float32`);
+    return (d.values as Float32Array | Float64Array).subarray(0, d.length);
+  });
+  if (parts.length === 1 && parts[0] instanceof Float32Array) return parts[0];
+  const out = new Float32Array(rows);
+  let at = 0;
+  for (const p of parts) {
+    out.set(p, at);
+    at += p.length;
+  }
+  return out;
+}
+
+function toInt32(parts: TypedArray[], rows: number, fail: Fail, name = COL_LABEL): Int32Array {
   if (parts.length === 1 && parts[0] instanceof Int32Array) return parts[0];
   const out = new Int32Array(rows);
   let at = 0;
   for (const p of parts) {
     for (let i = 0; i < p.length; i++) {
       const v = Number(p[i]);
-      if (v !== (v | 0)) fail(`column "${COL_LABEL}" has value ${v}, outside the int32 range`);
+      if (v !== (v | 0)) fail(`column "${name}" has value ${v}, outside the int32 range`);
       out[at + i] = v;
     }
     at += p.length;

@@ -11,7 +11,7 @@ import { sha256Hex, writeFileAtomic } from '../util/fsx.js';
 import { shardTable } from './arrow-table.js';
 import {
   META_CONFIG_ID, META_FIRST_ROW, META_SHARD_INDEX, SHARD_DIR,
-  type ShardColumns, type StorageFormat, type StorageSpec,
+  type FidelityRecord, type ShardColumns, type StorageFormat, type StorageSpec,
 } from './format.js';
 import type { ShardSidecar } from './manifest-types.js';
 import { scanNonfinite } from './nonfinite.js';
@@ -61,20 +61,32 @@ export function shardSidecarFor(args: {
   encoded: Uint8Array;
   config_id: string;
   execution_provider: string;
+  /** sequence layout: the examples the shard covers (its table rows are their positions) */
+  examples?: number;
+  fidelity?: FidelityRecord;
 }): ShardSidecar {
   const nonfinite = scanNonfinite(args.cols);
   return {
     file: shardRelPath(args.index, args.format),
     index: args.index,
     first_row: args.first_row,
-    rows: args.cols.rows,
+    rows: args.examples ?? args.cols.rows,
     bytes: args.encoded.byteLength,
     sha256: sha256Hex(args.encoded),
     nonfinite_rows: nonfinite.rows,
+    ...(args.examples !== undefined ? { positions: args.cols.rows } : {}),
+    ...(args.fidelity ? { fidelity: args.fidelity } : {}),
     config_id: args.config_id,
     execution_provider: args.execution_provider,
     nonfinite_examples: nonfinite.examples,
   };
+}
+
+export interface ShardExtras {
+  /** sequence layout: the number of examples the shard covers */
+  examples?: number;
+  /** top-k: fidelity stats for the sidecar */
+  fidelity?: FidelityRecord;
 }
 
 /**
@@ -82,11 +94,13 @@ export function shardSidecarFor(args: {
  * dataset rows [index * shard_rows, ...) in order.
  */
 export async function writeShard(
-  cacheDir: string, index: number, cols: ShardColumns, storage: StorageSpec, config_id: string, execution_provider: string,
+  cacheDir: string, index: number, cols: ShardColumns, storage: StorageSpec, config_id: string, execution_provider: string, extras: ShardExtras = {},
 ): Promise<ShardSidecar> {
   const first_row = index * storage.shard_rows;
-  if (cols.rows > storage.shard_rows) throw new Error(`writeShard: ${cols.rows} rows exceed shard_rows ${storage.shard_rows}`);
-  if (cols.rows > 0 && cols.row[0] !== BigInt(first_row)) throw new Error(`writeShard: shard ${index} starts at row ${cols.row[0]}, expected ${first_row}`);
+  const sequence = storage.layout === 'sequence';
+  if (sequence !== (extras.examples !== undefined)) throw new Error('writeShard: a sequence shard needs its example count, and only it');
+  if ((extras.examples ?? cols.rows) > storage.shard_rows) throw new Error(`writeShard: ${extras.examples ?? cols.rows} rows exceed shard_rows ${storage.shard_rows}`);
+  if (!sequence && cols.rows > 0 && cols.row[0] !== BigInt(first_row)) throw new Error(`writeShard: shard ${index} starts at row ${cols.row[0]}, expected ${first_row}`);
   const encoded = encodeShard(cols, storage, { config_id, first_row, shard_index: index });
   const dir = path.join(cacheDir, SHARD_DIR);
   await fs.mkdir(dir, { recursive: true }).catch((err) => {
@@ -97,7 +111,7 @@ export async function writeShard(
   // A sidecar from an earlier run must not vouch for the shard while it is being replaced.
   await fs.rm(sidecarPath, { force: true });
   await writeFileAtomic(shardPath, encoded);
-  const sidecar = shardSidecarFor({ index, format: storage.format, first_row, cols, encoded, config_id, execution_provider });
+  const sidecar = shardSidecarFor({ index, format: storage.format, first_row, cols, encoded, config_id, execution_provider, ...extras });
   await writeFileAtomic(sidecarPath, `${JSON.stringify(sidecar, null, 2)}\n`);
   return sidecar;
 }

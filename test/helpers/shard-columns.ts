@@ -85,6 +85,10 @@ export function assertColumnsEqual(actual: ShardColumns, expected: ShardColumns)
   assert.ok(bytesOf(actual.logits).equals(bytesOf(expected.logits)), 'logits differ');
   assert.equal(Boolean(actual.label), Boolean(expected.label), 'label column presence');
   if (expected.label) assert.ok(bytesOf(actual.label!).equals(bytesOf(expected.label)), 'labels differ');
+  for (const key of ['position', 'topkIndices', 'logsumexp'] as const) {
+    assert.equal(Boolean(actual[key]), Boolean(expected[key]), `${key} column presence`);
+    if (expected[key]) assert.ok(bytesOf(actual[key]!).equals(bytesOf(expected[key]!)), `${key} differs`);
+  }
   assert.equal(Boolean(actual.input), Boolean(expected.input), 'input column presence');
   if (expected.input) {
     assert.equal(actual.inputDtype, expected.inputDtype, 'inputDtype');
