@@ -1,8 +1,13 @@
 /**
- * train-student throughput: examples/s of offline distillation (cached logits) per tfjs backend,
- * and against online distillation (the ONNX teacher run on every batch, every epoch).
+ * train-student throughput, in one run:
+ *  - examples/s streaming from shards vs the same training with all data preloaded in memory
+ *    (same student, batch, epochs and step code; alternating runs; median ratio; target >= 0.95);
+ *  - process RSS while training over a cache >= 10x the shuffle buffer (sampled every 100 ms);
+ *  - examples/s of offline distillation (cached logits) per tfjs backend;
+ *  - offline vs online distillation (the ONNX teacher run on every batch, every epoch).
  *
  *   npm run bench:train [-- --rows 10000 --epochs 2 --cpu --teacher mlp_784_1200_1200_10.onnx]
+ *                       [--stream-rows 40000 --reps 3 --rss-rows 200000 --rss-buffer 10000]
  *
  * Student mlp:256,128 on 784-dim inputs, batch 256, Adam; teacher from bench/models (--teacher).
  * Reported examples/s is the last epoch's (the first includes tfjs warm-up). Every case runs in a
@@ -13,17 +18,20 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import * as ort from 'onnxruntime-node';
+import { fileURLToPath } from 'node:url';
 import { encodeNpy } from '../src/data/npy.js';
 import { precomputeLogits } from '../src/precompute/run.js';
 import { initBackend } from '../src/train/backend.js';
+import { bindData } from '../src/train/bind.js';
+import { cacheSource, openCache } from '../src/train/cache.js';
+import { type ClosableSource, workerCacheSource } from '../src/train/cache-worker.js';
 import { ExampleTable } from '../src/train/examples.js';
 import { MetricsAccumulator } from '../src/train/metrics.js';
-import { Rng, shuffleInPlace } from '../src/train/rng.js';
+import { RNG_PURPOSE, Rng, deriveRng, shuffleInPlace } from '../src/train/rng.js';
 import { trainStudent } from '../src/train/run.js';
-import { fileURLToPath } from 'node:url';
 import { createStudent, parseStudentSpec } from '../src/train/students.js';
-import { createOptimizer, trainStep } from '../src/train/trainer.js';
-import { MODELS, ensureBenchModels, machine, saveResult, table } from './common.js';
+import { type StepContext, createOptimizer, trainEpoch, trainStep } from '../src/train/trainer.js';
+import { MODELS, ensureBenchModels, machine, median, saveResult, table } from './common.js';
 
 function arg(name: string, fallback: number): number {
   const i = process.argv.indexOf(`--${name}`);
@@ -32,6 +40,14 @@ function arg(name: string, fallback: number): number {
 
 const rows = arg('rows', 10_000);
 const epochs = arg('epochs', 2);
+// Streaming vs preloaded: several shards (10,000 rows each by default), so read-ahead and the
+// shuffle buffer both work as in a real run.
+const streamRows = arg('stream-rows', 40_000);
+const streamEpochs = arg('stream-epochs', 3);
+const reps = arg('reps', 3);
+const rssRows = arg('rss-rows', 200_000);
+const rssBuffer = arg('rss-buffer', 10_000);
+const CHEAP_TEACHER = path.join(MODELS, 'mlp_784_1200_1200_10.onnx');
 const withCpu = process.argv.includes('--cpu');
 const batchSize = 256;
 const student = 'mlp:256,128';
@@ -83,6 +99,149 @@ async function online(x: Float32Array, n: number): Promise<Row> {
   return { case: 'online (teacher every batch)', backend: info.name, examples_per_second: Math.round(rate), note: 'ONNX teacher + train step per batch' };
 }
 
+interface RateResult { case: 'stream' | 'preloaded'; backend: string; epoch_rates: number[]; examples_per_second: number }
+
+/** The same student, optimizer and seed for both sides of the streaming comparison. */
+async function stepContext(): Promise<{ ctx: StepContext; backend: string }> {
+  const info = await initBackend('auto');
+  const s = await createStudent(parseStudentSpec(student), { preShape: [784], classes: 10, seed: 1 });
+  const ctx = { model: s.model, optimizer: createOptimizer('adam', 1e-3), loss: { alpha: 1, temperature: 4, kind: 'kd' as const }, inputShape: [784], classes: 10 };
+  return { ctx, backend: info.name };
+}
+
+/**
+ * Streaming: shards read, decoded and joined with the data file one ahead, through the shuffle
+ * buffer, as train-student does. Preloaded: every shard decoded into one table before the clock
+ * starts, then each epoch a full permutation gathered into batches. Both call the same trainStep.
+ */
+async function streamOrPreloaded(kind: 'stream' | 'preloaded', cache: string, data: string): Promise<RateResult> {
+  const manifest = await openCache(cache);
+  const binding = await bindData(manifest, cache, { data });
+  try {
+    const { ctx, backend } = await stepContext();
+    const transform = { pre: manifest.preprocessing, layout: 'as-is' as const };
+    // Streaming reads the shards as train-student does (decoded on its worker thread).
+    const source = kind === 'stream'
+      ? workerCacheSource({ cacheDir: cache, manifest, transform, dataset: { file: data, inputColumn: null }, labels: binding.labels })
+      : cacheSource({ cacheDir: cache, manifest, transform, dataset: binding.dataset, labels: binding.labels });
+    let all: ExampleTable | null = null;
+    if (kind === 'preloaded') {
+      all = new ExampleTable(manifest.rows, source.inputWidth, source.logitsWidth);
+      for (let c = 0; c < source.chunks; c++) {
+        const chunk = await source.load(c);
+        for (let i = 0; i < chunk.length; i++) all.append(chunk, i);
+      }
+    }
+    const rates: number[] = [];
+    for (let e = 0; e < streamEpochs; e++) {
+      if (all) {
+        const perm = shuffleInPlace([...Array(all.length).keys()], deriveRng(1, e, RNG_PURPOSE.shuffle));
+        const batch = new ExampleTable(batchSize, all.inputWidth, all.logitsWidth);
+        const metrics = new MetricsAccumulator();
+        const t0 = performance.now();
+        for (let b = 0; b < perm.length; b += batchSize) {
+          batch.length = 0;
+          for (let i = b; i < Math.min(b + batchSize, perm.length); i++) batch.append(all, perm[i]);
+          trainStep(ctx, batch, metrics);
+        }
+        rates.push(perm.length / ((performance.now() - t0) / 1000));
+      } else {
+        const order = shuffleInPlace([...Array(source.chunks).keys()], deriveRng(1, e, RNG_PURPOSE.shardOrder));
+        const nextOrder = e + 1 < streamEpochs ? shuffleInPlace([...Array(source.chunks).keys()], deriveRng(1, e + 1, RNG_PURPOSE.shardOrder)) : undefined;
+        const r = await trainEpoch(ctx, source, order, { batchSize, shuffleBuffer: Math.min(10_000, manifest.rows), rng: deriveRng(1, e, RNG_PURPOSE.shuffle), nextOrder });
+        rates.push(r.examples / r.seconds);
+      }
+    }
+    if ('close' in source) await (source as ClosableSource).close();
+    // The first epoch includes tfjs warm-up (kernel compilation, heap growth): not counted.
+    return { case: kind, backend, epoch_rates: rates.map(Math.round), examples_per_second: Math.round(median(rates.slice(1))) };
+  } finally {
+    await binding.dataset?.close();
+  }
+}
+
+interface RssResult {
+  cache_rows: number; shuffle_buffer: number; shards: number; cache_bytes_on_disk: number; cache_bytes_decoded: number;
+  epochs: number; examples_per_second: number; backend: string; samples: number; seconds: number;
+  rss_mb: { before_training: number; min: number; max: number; last: number; max_minus_min: number };
+  /** the second epoch: after warm-up (heaps at their high-water marks) */
+  epoch2_rss_mb: { min: number; max: number; max_minus_min: number };
+  slope_mb_per_100k_rows: number; epoch2_slope_mb_per_100k_rows: number;
+}
+
+/** Least-squares slope of ys over xs. */
+function slope(xs: number[], ys: number[]): number {
+  const n = xs.length;
+  if (n < 2) return 0;
+  const mx = xs.reduce((a, b) => a + b, 0) / n;
+  const my = ys.reduce((a, b) => a + b, 0) / n;
+  let num = 0;
+  let den = 0;
+  for (let i = 0; i < n; i++) {
+    num += (xs[i] - mx) * (ys[i] - my);
+    den += (xs[i] - mx) ** 2;
+  }
+  return den > 0 ? num / den : 0;
+}
+
+/**
+ * train-student over a cache much larger than its shuffle buffer, sampling this process's RSS every
+ * 100 ms (the loop yields to the event loop between batches, so the timer runs during training).
+ * Flat memory: a slope near zero and a max - min far below the decoded cache size. The slope is
+ * taken against time and expressed per 100k rows at the run's throughput.
+ */
+async function rssCase(cache: string, tmp: string): Promise<RssResult> {
+  const manifest = await openCache(cache);
+  const mb = (b: number) => Math.round((b / 2 ** 20) * 10) / 10;
+  const samples: { t: number; rss: number }[] = [];
+  let t0 = 0;
+  let t1 = Infinity;
+  let before = 0;
+  const timer = setInterval(() => { if (t0 > 0) samples.push({ t: (performance.now() - t0) / 1000, rss: process.memoryUsage.rss() }); }, 100);
+  const epochsHere = 2;
+  try {
+    const s = await trainStudent({
+      logits: cache, student, out: path.join(tmp, 'out-rss'), epochs: epochsHere, batchSize, backend: 'auto', quiet: true, skipChecksums: true, seed: 1,
+      shuffleBuffer: rssBuffer,
+      // trainStudent logs the backend line right before the first epoch, then a line per epoch.
+      log: (line) => {
+        if (line.startsWith('backend:')) { before = process.memoryUsage.rss(); t0 = performance.now(); }
+        if (line.startsWith('epoch 1/')) t1 = (performance.now() - t0) / 1000;
+      },
+    });
+    const seconds = (performance.now() - t0) / 1000;
+    t0 = 0;
+    const rss = samples.map((x) => x.rss);
+    const second = samples.filter((x) => x.t >= t1);
+    const perRow = (mbPerSecond: number) => Math.round((mbPerSecond / s.examples_per_second) * 1e5 * 10) / 10;
+    const lo = (xs: number[]) => Math.min(...xs);
+    const hi = (xs: number[]) => Math.max(...xs);
+    return {
+      cache_rows: manifest.rows, shuffle_buffer: rssBuffer, shards: manifest.shards.length,
+      cache_bytes_on_disk: manifest.shards.reduce((a, r) => a + r.bytes, 0),
+      cache_bytes_decoded: manifest.rows * (784 + 10) * 4, epochs: epochsHere,
+      examples_per_second: Math.round(s.examples_per_second), backend: s.backend, samples: samples.length, seconds: Math.round(seconds * 10) / 10,
+      rss_mb: { before_training: mb(before), min: mb(lo(rss)), max: mb(hi(rss)), last: mb(rss[rss.length - 1]), max_minus_min: mb(hi(rss) - lo(rss)) },
+      epoch2_rss_mb: { min: mb(lo(second.map((x) => x.rss))), max: mb(hi(second.map((x) => x.rss))), max_minus_min: mb(hi(second.map((x) => x.rss)) - lo(second.map((x) => x.rss))) },
+      slope_mb_per_100k_rows: perRow(slope(samples.map((x) => x.t), rss.map(mb))),
+      epoch2_slope_mb_per_100k_rows: perRow(slope(second.map((x) => x.t), second.map((x) => mb(x.rss)))),
+    };
+  } finally {
+    clearInterval(timer);
+  }
+}
+
+/** Deterministic pseudo-random pixels (the throughput does not depend on the values). */
+function randomBytes(n: number): Uint8Array {
+  const u8 = new Uint8Array(n * 784);
+  for (let i = 0; i < u8.length; i++) u8[i] = (i * 2654435761) >>> 24;
+  return u8;
+}
+
+function writeRandomNpy(file: string, n: number): void {
+  fs.writeFileSync(file, encodeNpy(randomBytes(n), 'uint8', [n, 784]));
+}
+
 function flag(name: string): string {
   return process.argv[process.argv.indexOf(`--${name}`) + 1];
 }
@@ -92,11 +251,11 @@ async function runCase(name: string): Promise<void> {
   const cache = flag('cache');
   const data = flag('data');
   const tmp = flag('tmp');
-  let row: Row | null;
-  if (name === 'online') {
-    const u8 = new Uint8Array(rows * 784);
-    for (let i = 0; i < u8.length; i++) u8[i] = (i * 2654435761) >>> 24;
-    row = await online(Float32Array.from(u8, (v) => v / 255), rows);
+  let row: Row | RateResult | RssResult | null;
+  if (name === 'stream' || name === 'preloaded') row = await streamOrPreloaded(name, cache, data);
+  else if (name === 'rss') row = await rssCase(cache, tmp);
+  else if (name === 'online') {
+    row = await online(Float32Array.from(randomBytes(rows), (v) => v / 255), rows);
   } else if (name === 'tensorflow') row = await offline(cache, data, tmp, 'offline, tfjs-node', 'tensorflow', {}, 'only when @tensorflow/tfjs-node is installed');
   else if (name === 'wasm-stock') row = await offline(cache, data, tmp, 'offline, wasm as shipped', 'wasm', { KDCACHE_WASM_STOCK_MATMUL: '1' }, 'transposed matmuls ~10x slower');
   else if (name === 'wasm') row = await offline(cache, data, tmp, 'offline, wasm + explicit-transpose matmul', 'wasm', {}, 'default');
@@ -108,21 +267,57 @@ async function main(): Promise<void> {
   ensureBenchModels();
   const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'kdcache-bench-train-'));
   try {
-    const u8 = new Uint8Array(rows * 784);
-    for (let i = 0; i < u8.length; i++) u8[i] = (i * 2654435761) >>> 24;
     const data = path.join(tmp, 'x.npy');
-    fs.writeFileSync(data, encodeNpy(u8, 'uint8', [rows, 784]));
+    writeRandomNpy(data, rows);
     const cache = path.join(tmp, 'cache');
     const t0 = performance.now();
     await precomputeLogits({ teacher: TEACHER, data, out: cache, scale: 1 / 255, device: 'cpu', quiet: true });
     const precomputeSecs = (performance.now() - t0) / 1000;
 
+    const runIn = <T>(c: string, cacheDir: string, dataFile: string): T | null => {
+      const r = spawnSync(process.execPath, [fileURLToPath(import.meta.url), '--case', c, '--cache', cacheDir, '--data', dataFile, '--tmp', tmp, '--rows', String(rows), '--epochs', String(epochs), '--teacher', path.basename(TEACHER), '--stream-epochs', String(streamEpochs), '--rss-buffer', String(rssBuffer)], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit'], maxBuffer: 1 << 26 });
+      if (r.status !== 0) throw new Error(`case ${c} failed (exit ${r.status})`);
+      return JSON.parse(r.stdout.trim() || 'null') as T | null;
+    };
+
+    // Streaming vs preloaded, alternating so that drift in machine load hits both sides.
+    const streamData = path.join(tmp, 'x-stream.npy');
+    writeRandomNpy(streamData, streamRows);
+    const streamCache = path.join(tmp, 'cache-stream');
+    await precomputeLogits({ teacher: CHEAP_TEACHER, data: streamData, out: streamCache, scale: 1 / 255, device: 'cpu', quiet: true });
+    const pairs: { stream: RateResult; preloaded: RateResult; ratio: number }[] = [];
+    for (let i = 0; i < reps; i++) {
+      const first = i % 2 === 0 ? 'stream' : 'preloaded';
+      const a = runIn<RateResult>(first, streamCache, streamData)!;
+      const b = runIn<RateResult>(first === 'stream' ? 'preloaded' : 'stream', streamCache, streamData)!;
+      const [st, pre] = first === 'stream' ? [a, b] : [b, a];
+      pairs.push({ stream: st, preloaded: pre, ratio: st.examples_per_second / pre.examples_per_second });
+      process.stderr.write(`stream ${st.examples_per_second} ex/s vs preloaded ${pre.examples_per_second} ex/s (${st.backend}): ${(st.examples_per_second / pre.examples_per_second).toFixed(3)}\n`);
+    }
+    const streamVsPreloaded = {
+      rows: streamRows, shards: Math.ceil(streamRows / 10_000), epochs: streamEpochs, shuffle_buffer: 10_000, backend: pairs[0].stream.backend, reps,
+      stream_examples_per_second: median(pairs.map((p) => p.stream.examples_per_second)),
+      preloaded_examples_per_second: median(pairs.map((p) => p.preloaded.examples_per_second)),
+      median_ratio: Math.round(median(pairs.map((p) => p.ratio)) * 1000) / 1000,
+      target: 0.95,
+      pairs,
+    };
+    fs.rmSync(streamCache, { recursive: true, force: true });
+
+    // RSS over a cache >= 10x the shuffle buffer; inputs stored in the shards (no data file).
+    const rssData = path.join(tmp, 'x-rss.npy');
+    writeRandomNpy(rssData, rssRows);
+    const rssCache = path.join(tmp, 'cache-rss');
+    await precomputeLogits({ teacher: CHEAP_TEACHER, data: rssData, out: rssCache, scale: 1 / 255, device: 'cpu', quiet: true, storeInputs: true });
+    fs.rmSync(rssData);
+    const rss = runIn<RssResult>('rss', rssCache, '')!;
+    process.stderr.write(`RSS over ${rss.cache_rows} rows (buffer ${rss.shuffle_buffer}): min ${rss.rss_mb.min} max ${rss.rss_mb.max} last ${rss.rss_mb.last} MB; epoch 2 ${rss.epoch2_rss_mb.min}-${rss.epoch2_rss_mb.max} MB, slope ${rss.epoch2_slope_mb_per_100k_rows} MB/100k rows\n`);
+    fs.rmSync(rssCache, { recursive: true, force: true });
+
     const results: Row[] = [];
     const cases = ['tensorflow', 'wasm-stock', 'wasm', ...(withCpu ? ['cpu'] : []), 'online'];
     for (const c of cases) {
-      const r = spawnSync(process.execPath, [fileURLToPath(import.meta.url), '--case', c, '--cache', cache, '--data', data, '--tmp', tmp, '--rows', String(rows), '--epochs', String(epochs), '--teacher', path.basename(TEACHER)], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit'] });
-      if (r.status !== 0) throw new Error(`case ${c} failed (exit ${r.status})`);
-      const row = JSON.parse(r.stdout.trim() || 'null') as Row | null;
+      const row = runIn<Row>(c, cache, data);
       if (row) {
         results.push(row);
         process.stderr.write(`${row.case}: ${row.examples_per_second} ex/s on ${row.backend}\n`);
@@ -134,11 +329,16 @@ async function main(): Promise<void> {
     const precomputeRate = rows / precomputeSecs;
     // E epochs: offline pays the teacher once (precompute), online pays it every epoch.
     const speedup = (E: number) => ((E * rows) / onlineRate) / (rows / precomputeRate + (E * rows) / wasmOffline);
+    process.stdout.write(`\nstreaming vs preloaded (${streamRows} rows, ${streamVsPreloaded.shards} shards, shuffle buffer 10000, ${streamEpochs} epochs, ${reps} alternating pairs, ${streamVsPreloaded.backend}): `
+      + `${streamVsPreloaded.stream_examples_per_second} vs ${streamVsPreloaded.preloaded_examples_per_second} ex/s, median ratio ${streamVsPreloaded.median_ratio} (target >= 0.95)\n`);
+    process.stdout.write(`RSS, ${rss.cache_rows} rows (${(rss.cache_bytes_decoded / 2 ** 20).toFixed(0)} MB decoded, ${(rss.cache_bytes_on_disk / 2 ** 20).toFixed(0)} MB on disk) with shuffle buffer ${rss.shuffle_buffer}: `
+      + `min ${rss.rss_mb.min} / max ${rss.rss_mb.max} / last ${rss.rss_mb.last} MB over ${rss.samples} samples (2 epochs); `
+      + `second epoch ${rss.epoch2_rss_mb.min}-${rss.epoch2_rss_mb.max} MB, slope ${rss.epoch2_slope_mb_per_100k_rows} MB per 100k rows (whole run ${rss.slope_mb_per_100k_rows}, warm-up included)\n`);
     process.stdout.write(`\ntrain-student, ${student}, batch ${batchSize}, ${rows} rows x 784, epochs ${epochs} (rate of the last epoch)\n`);
     process.stdout.write(`${table([['case', 'backend', 'examples/s', 'note'], ...results.map((r) => [r.case, r.backend, r.examples_per_second, r.note])])}\n`);
     process.stdout.write(`precompute (teacher ${path.basename(TEACHER)}): ${Math.round(precomputeRate)} rows/s, once\n`);
     process.stdout.write(`offline vs online wall time over 10 epochs: ${speedup(10).toFixed(2)}x faster offline (wasm)\n`);
-    const file = saveResult('train', { machine: machine(), rows, epochs, student, batch_size: batchSize, teacher: path.basename(TEACHER), precompute_rows_per_second: precomputeRate, results });
+    const file = saveResult('train', { machine: machine(), rows, epochs, student, batch_size: batchSize, teacher: path.basename(TEACHER), precompute_rows_per_second: precomputeRate, stream_vs_preloaded: streamVsPreloaded, rss, results });
     process.stdout.write(`saved ${file}\n`);
   } finally {
     fs.rmSync(tmp, { recursive: true, force: true });

@@ -198,10 +198,13 @@ describe('train-student end to end', () => {
       const direct = cacheSource({ cacheDir: cache, manifest, transform, dataset: ds, labels: null });
       const threaded = workerCacheSource({ cacheDir: cache, manifest, transform, dataset: data ? { file: data, inputColumn: null } : null, labels: null });
       try {
-        for (let i = 0; i < manifest.shards.length; i++) {
+        // Twice over: the second round fills input arrays released (sent back) after the first.
+        for (const i of [...manifest.shards.keys(), ...manifest.shards.keys()]) {
           const [a, b] = await Promise.all([direct.load(i), threaded.load(i)]);
           assert.equal(b.length, a.length);
           assert.deepEqual([b.xView(), b.tView(), b.yView(), b.row.subarray(0, b.length)], [a.xView(), a.tView(), a.yView(), a.row.subarray(0, a.length)]);
+          threaded.release!(b);
+          assert.equal(b.x.length, 0, 'a released table gives up its inputs');
         }
       } finally {
         await threaded.close();

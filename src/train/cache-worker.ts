@@ -3,6 +3,8 @@
  * the data file's rows and preprocessing them costs ~3-5 µs per row (much of it first-touch page
  * faults of the fresh arrays); on the main thread that time comes straight out of training. Here it
  * overlaps with training on the other core, and the finished arrays are transferred, not copied.
+ * Input arrays of chunks the stream has finished with go back to the thread to be filled again:
+ * fresh 30 MB arrays per shard cost page faults and leave the allocator holding freed memory.
  * Same chunks, same order, same errors as cacheSource.
  */
 import { Worker, isMainThread, parentPort, workerData } from 'node:worker_threads';
@@ -43,6 +45,7 @@ export function workerCacheSource(opts: WorkerSourceOptions): ClosableSource {
   const pending = new Map<number, { resolve: (t: ExampleTable) => void; reject: (e: Error) => void }>();
   let nextId = 0;
   let failure: Error | null = null;
+  const produced = new WeakSet<ExampleTable>();
   const failAll = (err: Error) => {
     failure ??= err;
     for (const p of pending.values()) p.reject(err);
@@ -61,6 +64,7 @@ export function workerCacheSource(opts: WorkerSourceOptions): ClosableSource {
     }
     const table = new ExampleTable(msg.length, opts.manifest.preprocessing.input_shape.reduce((a, b) => a * b, 1), opts.manifest.output.width, { x: msg.x, t: msg.t, y: msg.y, row: msg.row });
     table.length = msg.length;
+    produced.add(table);
     p.resolve(table);
   });
   worker.on('error', (err) => failAll(err));
@@ -80,6 +84,12 @@ export function workerCacheSource(opts: WorkerSourceOptions): ClosableSource {
         worker.postMessage({ id, index });
       });
     },
+    release(table: ExampleTable): void {
+      if (failure || !produced.has(table)) return;
+      produced.delete(table);
+      // Detaches table.x here: the table must not be used after release.
+      worker.postMessage({ recycle: table.x }, [table.x.buffer as ArrayBuffer]);
+    },
     async close(): Promise<void> {
       failure ??= new Error('shard loader closed');
       await worker.terminate();
@@ -97,9 +107,18 @@ async function serve(init: Init): Promise<void> {
   const { openDataset } = await import('../data/open.js');
   const dataset = init.dataset ? await openDataset(init.dataset.file, init.dataset.inputColumn ? { inputColumn: init.dataset.inputColumn } : {}) : null;
   const source = cacheSource({ cacheDir: init.cacheDir, manifest: init.manifest, transform: init.transform, dataset, labels: init.labels });
-  port.on('message', async ({ id, index }: { id: number; index: number }) => {
+  const spare: Float32Array[] = [];
+  port.on('message', async (msg: { id: number; index: number } | { recycle: Float32Array }) => {
+    if ('recycle' in msg) {
+      if (spare.length < 3) spare.push(msg.recycle);
+      return;
+    }
+    const { id, index } = msg;
     try {
-      const t = await source.load(index);
+      const rec = init.manifest.shards[index];
+      const width = init.manifest.preprocessing.input_shape.reduce((a, b) => a * b, 1);
+      const k = spare.findIndex((a) => a.length === rec.rows * width);
+      const t = await source.load(index, k >= 0 ? spare.splice(k, 1)[0] : undefined);
       const n = t.length;
       const x = owned(t.x.subarray(0, n * t.inputWidth));
       const tt = owned(t.t.subarray(0, n * t.logitsWidth));

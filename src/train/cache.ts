@@ -58,12 +58,18 @@ export interface InputTransform {
   layout: InputLayout;
 }
 
-/** Raw dataset rows -> student inputs (float32, preprocessed, laid out for the student). */
-export function transformInputs(raw: TypedArray, dtype: DType, rows: number, tr: InputTransform): Float32Array {
+/**
+ * Raw dataset rows -> student inputs (float32, preprocessed, laid out for the student). `into`, when
+ * it has exactly the right length, receives the result (a recycled chunk buffer) where the layout
+ * allows it.
+ */
+export function transformInputs(raw: TypedArray, dtype: DType, rows: number, tr: InputTransform, into?: Float32Array): Float32Array {
   // float16 data is held as raw bits; preprocessInto expects numbers.
   const src = dtype === 'float16' ? Float32Array.from(raw as Uint16Array, halfToFloat) : raw;
-  const x = preprocessInto(src, rows, tr.pre);
-  if (tr.layout === 'hwc' && tr.pre.input_shape.length === 3) {
+  const hwc = tr.layout === 'hwc' && tr.pre.input_shape.length === 3 && tr.pre.input_shape[0] > 1;
+  const out = !hwc && into?.length === rows * product(tr.pre.input_shape) ? into : undefined;
+  const x = preprocessInto(src, rows, tr.pre, out);
+  if (hwc) {
     const [c, h, w] = tr.pre.input_shape;
     return chwToHwc(x, rows, c, h, w);
   }
@@ -80,8 +86,8 @@ export interface CacheSourceOptions {
   labels: Int32Array | null;
 }
 
-/** Shards as chunks: chunk i is shard i. */
-export function cacheSource(opts: CacheSourceOptions): ChunkSource {
+/** Shards as chunks: chunk i is shard i. `load` may be given a spent chunk's input array to fill. */
+export function cacheSource(opts: CacheSourceOptions): ChunkSource & { load(index: number, into?: Float32Array): Promise<ExampleTable> } {
   const { manifest } = opts;
   const inputWidth = product(opts.transform.pre.input_shape);
   const k = manifest.output.width;
@@ -90,15 +96,18 @@ export function cacheSource(opts: CacheSourceOptions): ChunkSource {
     inputWidth,
     logitsWidth: k,
     hasTeacher: true,
-    async load(index: number): Promise<ExampleTable> {
+    async load(index: number, into?: Float32Array): Promise<ExampleTable> {
       const rec = manifest.shards[index];
-      const cols = await readShardFile(opts.cacheDir, rec, manifest.storage.format, { expectConfigId: manifest.config_id, verifyChecksum: false });
+      // The sha256 is checked on every read, not only before training: with --skip-checksums this is
+      // the only check, and an uncompressed Arrow shard with a flipped byte would otherwise decode
+      // into wrong targets. Hashing costs a fraction of decoding.
+      const cols = await readShardFile(opts.cacheDir, rec, manifest.storage.format, { expectConfigId: manifest.config_id });
       const where = `${path.join(opts.cacheDir, rec.file)}`;
       if (cols.rows !== rec.rows) throw new UserError(`${where}: holds ${cols.rows} rows, the manifest records ${rec.rows}; ${REGENERATE}`);
       if (cols.logitsWidth !== k) throw new UserError(`${where}: logits have ${cols.logitsWidth} values per row, the manifest records ${k}; ${REGENERATE}`);
       const rows = rowIndices(cols, manifest.dataset.count, where);
       const raw = opts.dataset ? await readDatasetRows(opts.dataset, rows) : shardInputs(cols, manifest, where);
-      const x = transformInputs(raw, manifest.dataset.dtype, cols.rows, opts.transform);
+      const x = transformInputs(raw, manifest.dataset.dtype, cols.rows, opts.transform, into);
       const t = cols.logitsDtype === 'float16' ? Float32Array.from(cols.logits as Uint16Array, halfToFloat) : (cols.logits as Float32Array);
       const y = new Int32Array(cols.rows).fill(-1);
       if (cols.label) y.set(cols.label);

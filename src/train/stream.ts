@@ -16,6 +16,8 @@ export interface ChunkSource {
   /** whether `t` holds teacher logits */
   readonly hasTeacher: boolean;
   load(index: number): Promise<ExampleTable>;
+  /** The stream is done with a table `load` returned: the source may reuse its memory. */
+  release?(table: ExampleTable): void;
 }
 
 export interface StreamOptions {
@@ -98,6 +100,7 @@ export async function* streamBatches(source: ChunkSource, order: readonly number
           if (next) await yieldToEventLoop();
         }
       }
+      source.release?.(chunk);
     }
     startEarly(following[1]);
     if (buffer) {
