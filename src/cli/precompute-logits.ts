@@ -19,6 +19,8 @@ export function precomputeCommand(argv: string[]) {
     .option('std', { type: 'string', describe: 'divide after subtracting: one value or one per channel (default 1)', group: 'Preprocessing:' })
     .option('input-name', { type: 'string', describe: 'model input to feed (default: its only input)', group: 'Model:' })
     .option('output-name', { type: 'string', describe: 'model output to cache (default: its first output)', group: 'Model:' })
+    .option('mask-input', { type: 'string', describe: 'sequence teachers: the model\'s mask or lengths input (default: a second input named like mask/attention_mask/lengths)', group: 'Model:' })
+    .option('pad-id', { type: 'number', describe: 'sequence teachers: the token id of padding; padding positions are masked and not stored', group: 'Model:' })
     .option('device', { type: 'string', default: 'auto', describe: 'auto | cpu | cuda | cuda:N (auto = CUDA when its provider loads, else CPU)', group: 'Execution:' })
     .option('batch-size', { type: 'number', default: 256, describe: 'examples per inference call', group: 'Execution:' })
     .option('threads', { type: 'number', describe: 'ONNX Runtime intra-op threads (default: all cores)', group: 'Execution:' })
@@ -26,6 +28,10 @@ export function precomputeCommand(argv: string[]) {
     .option('format', { choices: ['parquet', 'arrow'] as const, default: 'parquet' as const, describe: 'shard file format', group: 'Output:' })
     .option('compression', { choices: ['zstd', 'snappy', 'none'] as const, default: 'zstd' as const, describe: 'Parquet compression (Arrow shards are uncompressed)', group: 'Output:' })
     .option('shard-rows', { type: 'number', describe: 'rows per shard (default: up to 10000, ~64 MiB at most)', group: 'Output:' })
+    .option('top-k', { type: 'number', describe: 'store only the K largest values per row (per position), their class indices and the full row\'s logsumexp', group: 'Output:' })
+    .option('dtype', { choices: ['float32', 'float16'] as const, default: 'float32' as const, describe: 'type of the stored values (float16: Parquet FLOAT16 / Arrow Float16)', group: 'Output:' })
+    .option('teacher-output', { choices: ['auto', 'logits', 'probs', 'logprobs'] as const, default: 'auto' as const, describe: 'what the teacher outputs; probs/logprobs are stored as log-probabilities (auto: probs when the first rows are >= 0 and sum to 1)', group: 'Output:' })
+    .option('report-temperature', { type: 'string', describe: 'with --top-k: also report the retained mass and KL at this temperature (default 2)', group: 'Output:' })
     .option('store-inputs', { type: 'boolean', default: false, describe: 'also store each example as read, so the cache trains on its own', group: 'Output:' })
     .option('overwrite', { type: 'boolean', default: false, describe: 'replace a cache in --out made with a different teacher, data or settings', group: 'Output:' })
     .option('partition', { type: 'string', describe: 'process only slice i of n (0-based), e.g. 2/8; also read from SLURM_ARRAY_TASK_ID/COUNT', group: 'Scale-out:' })
@@ -58,6 +64,12 @@ export async function main(argv: string[]): Promise<void> {
     compression: a.compression,
     shardRows: positiveInt('shard-rows', a.shardRows),
     storeInputs: a.storeInputs,
+    topK: a.topK,
+    dtype: a.dtype,
+    teacherOutput: a.teacherOutput,
+    reportTemperature: a.reportTemperature === undefined ? undefined : parseNumber('report-temperature', a.reportTemperature),
+    maskInput: a.maskInput,
+    padId: a.padId,
     overwrite: a.overwrite,
     partition: a.partition,
     partitions: positiveInt('partitions', a.partitions),

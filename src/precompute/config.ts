@@ -1,5 +1,6 @@
 import type { Compression, StorageFormat, StorageSpec } from '../shards/format.js';
-import { COL_INPUT, COL_LABEL, COL_LOGITS, COL_ROW, FORMAT_VERSION } from '../shards/format.js';
+import { COL_INPUT, COL_LABEL, COL_LOGITS, COL_ROW } from '../shards/format.js';
+import { formatVersionOf } from '../shards/schemas.js';
 import { canonicalJson, configId } from '../shards/config-id.js';
 import type { CacheConfig, DatasetInfo, LabelsInfo, Preprocessing, TeacherInfo } from '../shards/manifest-types.js';
 import type { DType } from '../util/dtype.js';
@@ -15,14 +16,16 @@ export interface PreprocessingFlags {
 }
 
 /** Resolve the per-example model input shape and normalisation, checking the data fits the teacher. */
-export function resolvePreprocessing(flags: PreprocessingFlags, teacher: TeacherInfo, exampleShape: number[], dataFile: string): Preprocessing {
+export function resolvePreprocessing(flags: PreprocessingFlags, teacher: TeacherInfo, exampleShape: number[], dataFile: string, dataDtype?: DType): Preprocessing {
   const declared = teacher.input_shape.slice(1);
   let inputShape = flags.inputShape;
   if (!inputShape) {
-    if (declared.some((d) => d < 0)) {
+    // Symbolic dimensions (a sequence length, say) are taken from the data when the ranks agree.
+    const fromData = declared.length === exampleShape.length && declared.every((d, i) => d < 0 || d === exampleShape[i]);
+    if (declared.some((d) => d < 0) && !fromData) {
       throw new UserError(`--teacher ${teacher.name}: input '${teacher.input_name}' has symbolic dimensions [${teacher.input_shape.join(', ')}]; pass --input-shape d1,d2,...`);
     }
-    inputShape = declared;
+    inputShape = fromData ? [...exampleShape] : declared;
   } else if (declared.length === inputShape.length && declared.some((d, i) => d >= 0 && d !== inputShape![i])) {
     throw new UserError(`--input-shape ${inputShape.join(',')} does not match the teacher's input '${teacher.input_name}' [${teacher.input_shape.join(', ')}]`);
   }
@@ -37,12 +40,26 @@ export function resolvePreprocessing(flags: PreprocessingFlags, teacher: Teacher
     if (v.some((x) => !Number.isFinite(x))) throw new UserError(`--${name}: values must be finite numbers`);
     return v;
   };
+  if (teacher.input_type === 'int64' || teacher.input_type === 'int32') {
+    // Token ids and other integer inputs are fed exactly as stored: no scaling can apply to them.
+    const given = (['scale', 'mean', 'std'] as const).find((k) => flags[k] !== undefined);
+    if (given) throw new UserError(`--${given}: the teacher's input '${teacher.input_name}' is ${teacher.input_type}; integer inputs are fed as they are, without --scale/--mean/--std`);
+    if (dataDtype && !INTEGER_DTYPES.includes(dataDtype)) {
+      throw new UserError(`${dataFile}: holds ${dataDtype} values, but the teacher's input '${teacher.input_name}' is ${teacher.input_type}; give integer data (token ids)`);
+    }
+    return { input_shape: inputShape, input_type: teacher.input_type, scale: 1, mean: [0], std: [1] };
+  }
+  if (teacher.input_type !== 'float32') {
+    throw new UserError(`--teacher ${teacher.name}: input '${teacher.input_name}' is ${teacher.input_type}; kdcache feeds float32, int64 or int32 inputs`);
+  }
   const std = perChannel('std', flags.std, 1);
   if (std.some((s) => s === 0)) throw new UserError('--std: values must be non-zero');
   const scale = flags.scale ?? 1;
   if (!Number.isFinite(scale)) throw new UserError('--scale: must be a finite number');
   return { input_shape: inputShape, input_type: 'float32', scale, mean: perChannel('mean', flags.mean, 0), std };
 }
+
+const INTEGER_DTYPES: readonly DType[] = ['uint8', 'int8', 'uint16', 'int16', 'uint32', 'int32', 'int64'];
 
 export function defaultShardRows(logitsWidth: number, inputBytesPerRow: number): number {
   // Keep a shard's encoded size near or below 64 MiB: small enough to stream, large enough to amortise.
@@ -69,7 +86,7 @@ export function buildConfig(parts: {
 }): CacheConfig {
   const shardCount = Math.ceil(parts.rows / parts.storage.shard_rows);
   const body = {
-    format_version: FORMAT_VERSION,
+    format_version: formatVersionOf({ storage: parts.storage, preprocessing: parts.preprocessing } as CacheConfig),
     teacher: parts.teacher,
     dataset: parts.dataset,
     labels: parts.labels,

@@ -2,20 +2,26 @@ import * as fs from 'node:fs/promises';
 import * as path from 'node:path';
 import * as ort from 'onnxruntime-node';
 import { openDataset, loadLabels, fingerprintFiles } from '../data/open.js';
-import { preprocessInto } from '../data/preprocess.js';
 import type { Dataset } from '../data/types.js';
-import type { Compression, ShardColumns, StorageFormat } from '../shards/format.js';
+import type { Compression, FidelityRecord, ShardColumns, StorageFormat, StorageSpec } from '../shards/format.js';
 import { CONFIG_FILE, MANIFEST_FILE, SHARD_DIR } from '../shards/format.js';
 import { finalizeCache, readSidecars } from '../shards/manifest.js';
-import type { CacheConfig, LabelsInfo, Manifest, ShardSidecar } from '../shards/manifest-types.js';
+import type { CacheConfig, LabelsInfo, Manifest, Preprocessing, ShardSidecar } from '../shards/manifest-types.js';
+import { combineFidelity } from '../sparse/fidelity.js';
+import type { TeacherOutputFlag } from '../sparse/teacher-output.js';
 import type { TypedArray } from '../util/dtype.js';
 import { allocTyped, product } from '../util/dtype.js';
 import { UserError, describeFsError } from '../util/errors.js';
 import { createFileExclusive, readJsonFile, removeStaleTemps, sha256Hex } from '../util/fsx.js';
 import { createProgress, formatBytes, formatCount } from '../util/progress.js';
 import { buildConfig, configDifferences, defaultShardRows, inputBytesPerRow, resolvePreprocessing, storageSpec } from './config.js';
+import { BatchFeeder, realPositions } from './feeds.js';
 import { resolvePartition, shardsOfPartition } from './partition.js';
+import { type PositionRows, appendPositions } from './sequence.js';
 import { ShardWriterPool } from './shard-writer.js';
+import {
+  type ResolvedTeacherOutput, type StorageFlags, type StorageShape, checkStorageFlags, extendStorage, isSequenceOutput, resolveTeacherOutput,
+} from './storage-options.js';
 import { type Teacher, openTeacher, parseDevice } from './teacher.js';
 
 export interface PrecomputeOptions {
@@ -42,6 +48,17 @@ export interface PrecomputeOptions {
   partition?: string;
   partitions?: number;
   writers?: number;
+  /** keep only the k largest values per row (plus the row's log-sum-exp) */
+  topK?: number;
+  /** dtype of the stored values */
+  dtype?: 'float32' | 'float16';
+  teacherOutput?: TeacherOutputFlag;
+  /** second temperature of the top-k fidelity report */
+  reportTemperature?: number;
+  /** the model's mask or lengths input (default: a second input named like a mask) */
+  maskInput?: string;
+  /** sequence teachers: the token id that marks padding */
+  padId?: number;
   quiet?: boolean;
   env?: NodeJS.ProcessEnv;
   log?: (line: string) => void;
@@ -63,6 +80,8 @@ export interface PrecomputeResult {
   /** set when this run (or an earlier one) completed the cache */
   manifest: Manifest | null;
   missingShards: number[];
+  /** top-k caches: retained mass and KL over this partition's shards */
+  fidelity: FidelityRecord | null;
 }
 
 export async function precomputeLogits(opts: PrecomputeOptions): Promise<PrecomputeResult> {
@@ -71,8 +90,13 @@ export async function precomputeLogits(opts: PrecomputeOptions): Promise<Precomp
   const batchSizeWanted = opts.batchSize ?? 256;
   if (!Number.isInteger(batchSizeWanted) || batchSizeWanted < 1) throw new UserError(`--batch-size ${opts.batchSize}: must be a positive integer`);
   const partition = resolvePartition(opts.partition, opts.partitions, opts.env ?? process.env);
+  const storageFlags: StorageFlags = { topK: opts.topK, dtype: opts.dtype, teacherOutput: opts.teacherOutput, reportTemperature: opts.reportTemperature };
+  checkStorageFlags(storageFlags);
+  if (opts.padId !== undefined && !Number.isSafeInteger(opts.padId)) throw new UserError(`--pad-id ${opts.padId}: must be an integer token id`);
 
-  const teacher = await openTeacher(opts.teacher, { device: parseDevice(opts.device ?? 'auto'), threads: opts.threads, inputName: opts.inputName, outputName: opts.outputName });
+  const teacher = await openTeacher(opts.teacher, {
+    device: parseDevice(opts.device ?? 'auto'), threads: opts.threads, inputName: opts.inputName, outputName: opts.outputName, maskInput: opts.maskInput,
+  });
   teacher.notices.forEach(log);
   const ds = await openDataset(opts.data, { inputColumn: opts.inputColumn });
   try {
@@ -80,17 +104,23 @@ export async function precomputeLogits(opts: PrecomputeOptions): Promise<Precomp
     if (labelSet && labelSet.labels.length !== ds.count) {
       throw new UserError(`${opts.labels ?? opts.labelColumn}: ${labelSet.labels.length} labels for ${ds.count} examples in ${opts.data}; they must match one to one`);
     }
-    if (teacher.info.input_type !== 'float32') {
-      throw new UserError(`--teacher ${opts.teacher}: input '${teacher.info.input_name}' is ${teacher.info.input_type}; kdcache feeds float32 inputs`);
-    }
-    const preprocessing = resolvePreprocessing(opts, teacher.info, ds.exampleShape, opts.data);
+    const preprocessing = withPadding(resolvePreprocessing(opts, teacher.info, ds.exampleShape, opts.data, ds.dtype), teacher, opts.padId, log);
     const fixedBatch = teacher.batchDim > 0 ? teacher.batchDim : 0;
     const batchSize = fixedBatch || batchSizeWanted;
     if (fixedBatch && opts.batchSize !== undefined && opts.batchSize !== fixedBatch) log(`notice: the teacher's batch dimension is fixed at ${fixedBatch}; using --batch-size ${fixedBatch}`);
 
-    // One example through the model gives the exact output shape, whatever the metadata declares.
-    const outputShape = await probeOutputShape(teacher, ds, preprocessing, fixedBatch);
+    // The first examples through the model give the exact output shape, whatever the metadata
+    // declares, and show whether the teacher outputs probabilities.
+    const probe = await probeOutput(teacher, ds, preprocessing, fixedBatch);
+    const outputShape = probe.shape;
     const width = product(outputShape);
+    const sequence = isSequenceOutput(outputShape, preprocessing.input_shape);
+    if (!sequence && (preprocessing.pad_id !== undefined || preprocessing.mask_input)) {
+      throw new UserError(`${preprocessing.mask_input ? `--teacher ${opts.teacher}: input '${preprocessing.mask_input.name}' is a mask, but the` : '--pad-id: the'} teacher's output [${outputShape.join(', ')}] per example is not one distribution per position of its input [${preprocessing.input_shape.join(', ')}]`);
+    }
+    const classes = outputShape[outputShape.length - 1];
+    const teacherOutput = resolveTeacherOutput(storageFlags.teacherOutput, probe.sample, probe.sample.length / classes, classes);
+    if (teacherOutput.notice) log(teacherOutput.notice);
     const inputWidth = product(ds.exampleShape);
     const shardRows = opts.shardRows ?? defaultShardRows(width, opts.storeInputs ? inputBytesPerRow(ds.dtype, inputWidth) : 0);
     if (!Number.isInteger(shardRows) || shardRows < 1) throw new UserError(`--shard-rows ${opts.shardRows}: must be a positive integer`);
@@ -106,7 +136,9 @@ export async function precomputeLogits(opts: PrecomputeOptions): Promise<Precomp
       labels: labelsInfo,
       preprocessing,
       outputShape,
-      storage: storageSpec(opts.format ?? 'parquet', opts.compression ?? 'zstd', shardRows, width, Boolean(labelSet), opts.storeInputs ? { dtype: ds.dtype, width: inputWidth } : null),
+      storage: storageFor(storageSpec(opts.format ?? 'parquet', opts.compression ?? 'zstd', shardRows, width, Boolean(labelSet), opts.storeInputs ? { dtype: ds.dtype, width: inputWidth } : null), storageFlags, teacherOutput, {
+        outputShape, sequence, hasLabels: Boolean(labelSet), input: opts.storeInputs ? { dtype: ds.dtype, width: inputWidth } : null,
+      }),
       rows: ds.count,
     });
 
@@ -135,7 +167,7 @@ export async function precomputeLogits(opts: PrecomputeOptions): Promise<Precomp
           rowsDone += n;
           progress.update(rowsDone);
         });
-        await pool.submit(opts.out, s, cols, config.storage, config.config_id, teacher.provider);
+        await pool.submit(opts.out, s, cols, config.storage, config.config_id, teacher.provider, sequence ? shardRowCount(config, s) : undefined);
       }
       written = await pool.drain();
     } finally {
@@ -155,8 +187,10 @@ export async function precomputeLogits(opts: PrecomputeOptions): Promise<Precomp
       rowsPerSecond: rowsDone / Math.max(computeSecs, 1e-9),
       nonfiniteRows: nonfinite, nonfiniteExamples: examples,
       manifest, missingShards: missing,
+      fidelity: config.storage.kind === 'topk' ? combineFidelity(written.flatMap((r) => (r.fidelity ? [r.fidelity] : []))) : null,
     };
     if (nonfinite > 0) log(`warning: ${nonfinite} rows have NaN/Inf teacher outputs (rows ${examples.join(', ')}${nonfinite > examples.length ? ', ...' : ''}); train-student refuses them unless told to skip them`);
+    if (result.fidelity) log(fidelityLine(config.storage, result.fidelity));
     log(`done: ${formatCount(rowsDone)} rows in ${written.length} shards (${formatBytes(bytes)}, ${(bytes / Math.max(rowsDone, 1)).toFixed(1)} B/row), ${formatCount(result.rowsPerSecond)} rows/s, provider ${teacher.provider}; ` +
       (manifest ? `cache complete: ${path.join(opts.out, MANIFEST_FILE)}` : `${missing.length} shards still missing (other partitions); the last partition to finish, or 'kdcache finalize ${opts.out}', writes the manifest`));
     return result;
@@ -170,17 +204,52 @@ export function shardRowCount(config: CacheConfig, s: number): number {
   return Math.min(config.rows, (s + 1) * config.storage.shard_rows) - s * config.storage.shard_rows;
 }
 
-async function probeOutputShape(teacher: Teacher, ds: Dataset, pre: CacheConfig['preprocessing'], fixedBatch: number): Promise<number[]> {
-  const n = fixedBatch || 1;
-  const raw = await ds.read(0, Math.min(n, ds.count));
-  const x = new Float32Array(n * product(pre.input_shape));
-  preprocessInto(raw, Math.min(n, ds.count), pre, x);
-  const out = await runBatch(teacher, x, n, pre.input_shape);
-  return out.dims.slice(1).map(Number);
+/** Rows looked at to detect a probability teacher (--teacher-output auto). */
+const PROBE_ROWS = 64;
+
+/** The exact per-example output shape, and the first examples' outputs (real positions only). */
+async function probeOutput(teacher: Teacher, ds: Dataset, pre: Preprocessing, fixedBatch: number): Promise<{ shape: number[]; sample: Float32Array }> {
+  const n = Math.min(fixedBatch || PROBE_ROWS, ds.count);
+  const feedRows = fixedBatch || Math.max(n, 1);
+  const raw = await ds.read(0, n);
+  const out = await runBatch(teacher, new BatchFeeder(teacher.info.input_name, pre, feedRows, teacher.mask?.shape ?? null).feeds(raw, n, feedRows), feedRows, pre.input_shape);
+  const shape = out.dims.slice(1).map(Number);
+  const data = Float32Array.from(out.data as Float32Array).subarray(0, n * product(shape));
+  if (!isSequenceOutput(shape, pre.input_shape)) return { shape, sample: data };
+  const [t, c] = shape;
+  const kept: PositionRows = { row: new BigInt64Array(n * t), position: new Int32Array(n * t), logits: new Float32Array(n * t * c) };
+  const count = appendPositions(kept, 0, data, realPositions(raw, n, pre), n, t, c, 0);
+  return { shape, sample: kept.logits.subarray(0, count * c) };
 }
 
-async function runBatch(teacher: Teacher, x: Float32Array, rows: number, inputShape: number[]): Promise<ort.Tensor> {
-  const feeds = { [teacher.info.input_name]: new ort.Tensor('float32', x.length === rows * product(inputShape) ? x : x.subarray(0, rows * product(inputShape)), [rows, ...inputShape]) };
+/** --pad-id and the model's mask input, recorded in the preprocessing (they decide what is stored). */
+function withPadding(pre: Preprocessing, teacher: Teacher, padId: number | undefined, log: (line: string) => void): Preprocessing {
+  if (padId === undefined && !teacher.mask) return pre;
+  if (padId !== undefined && pre.input_type === 'float32') {
+    throw new UserError(`--pad-id ${padId}: the teacher's input '${teacher.info.input_name}' is float32; padding ids apply to integer (token) inputs`);
+  }
+  const out: Preprocessing = { ...pre };
+  if (padId !== undefined) out.pad_id = padId;
+  if (teacher.mask) {
+    out.mask_input = { name: teacher.mask.name, kind: teacher.mask.kind, type: teacher.mask.type };
+    if (padId === undefined) log(`notice: the teacher's ${teacher.mask.kind} input '${teacher.mask.name}' is filled with every position real; pass --pad-id <id> if the data is padded`);
+  }
+  return out;
+}
+
+/** The original storage spec, extended only when a flag or the teacher asks for more. */
+function storageFor(base: StorageSpec, flags: StorageFlags, teacherOutput: ResolvedTeacherOutput, shape: StorageShape): StorageSpec {
+  const plain = !shape.sequence && flags.topK === undefined && (flags.dtype ?? 'float32') === 'float32' && teacherOutput.output === 'logits';
+  return plain ? base : extendStorage(base, flags, teacherOutput, shape);
+}
+
+function fidelityLine(storage: StorageSpec, f: FidelityRecord): string {
+  const t = storage.report_temperature;
+  return `top-${storage.k}: retained mass ${f.mass_mean.toFixed(4)} mean, ${f.mass_min.toFixed(4)} min at T=1; ${f.mass_t_mean.toFixed(4)} mean, ${f.mass_t_min.toFixed(4)} min at T=${t}; ` +
+    `KL(full || top-k + uniform tail) ${f.kl_mean.toExponential(3)} at T=1, ${f.kl_t_mean.toExponential(3)} at T=${t} (${f.kl_rows} sampled rows of ${f.rows})`;
+}
+
+async function runBatch(teacher: Teacher, feeds: Record<string, ort.Tensor>, rows: number, inputShape: number[]): Promise<ort.Tensor> {
   let result: ort.InferenceSession.OnnxValueMapType;
   try {
     result = await teacher.session.run(feeds, [teacher.info.output_name]);
@@ -203,12 +272,16 @@ async function computeShard(
   const rows = shardRowCount(config, s);
   const width = config.output.width;
   const pre = config.preprocessing;
-  const inWidth = product(pre.input_shape);
   const logits = new Float32Array(rows * width);
-  const row = new BigInt64Array(rows);
-  for (let i = 0; i < rows; i++) row[i] = BigInt(first + i);
+  const sequence = config.storage.layout === 'sequence';
+  const [t, c] = config.output.shape;
+  // The sequence layout has one table row per real position: at most rows * T of them.
+  const row = new BigInt64Array(sequence ? rows * t : rows);
+  if (!sequence) for (let i = 0; i < rows; i++) row[i] = BigInt(first + i);
+  const kept: PositionRows | null = sequence ? { row, position: new Int32Array(rows * t), logits } : null;
+  let positions = 0;
   const input = storeInputs ? allocTyped(ds.dtype, rows * product(ds.exampleShape)) : undefined;
-  const x = new Float32Array(batchSize * inWidth);
+  const feeder = new BatchFeeder(teacher.info.input_name, pre, fixedBatch || batchSize, teacher.mask?.shape ?? null);
 
   const read = (b: number): Promise<TypedArray> => ds.read(first + b, first + Math.min(rows, b + batchSize));
   let next = read(0);
@@ -216,17 +289,25 @@ async function computeShard(
     const n = Math.min(batchSize, rows - b);
     const raw = await next;
     if (b + batchSize < rows) next = read(b + batchSize); // the read proceeds while the teacher runs
-    preprocessInto(raw, n, pre, x);
     if (input) (input as Float32Array).set(raw as Float32Array, b * product(ds.exampleShape));
+    // A fixed-batch model gets a partial batch padded; the padding rows' outputs are dropped.
     const feedRows = fixedBatch || n;
-    if (fixedBatch) x.fill(0, n * inWidth); // pad a partial batch for a fixed-batch model; padding rows are dropped
-    const out = await runBatch(teacher, x, feedRows, pre.input_shape);
+    const out = await runBatch(teacher, feeder.feeds(raw, n, feedRows), feedRows, pre.input_shape);
     const data = out.data;
     if (out.dims.length < 1 || Number(out.dims[0]) !== feedRows || data.length !== feedRows * width) {
       throw new UserError(`--teacher ${teacher.info.name}: output '${teacher.info.output_name}' has shape [${out.dims.join(', ')}] for a batch of ${feedRows}; expected [${feedRows}, ${config.output.shape.join(', ')}]`);
     }
-    copyLogits(data, n * width, logits, b * width, teacher.info.output_type);
+    if (kept) {
+      if (!(data instanceof Float32Array || data instanceof Float64Array)) copyLogits(data, 0, logits, 0, teacher.info.output_type);
+      positions = appendPositions(kept, positions, data as Float32Array | Float64Array, realPositions(raw, n, pre), n, t, c, first + b);
+    } else {
+      copyLogits(data, n * width, logits, b * width, teacher.info.output_type);
+    }
     onRows(n);
+  }
+  if (kept) {
+    // Views into the full-size buffers: they are transferred to the writer whole, without a copy.
+    return { rows: positions, row: row.subarray(0, positions), position: kept.position.subarray(0, positions), logits: logits.subarray(0, positions * c), logitsWidth: c, logitsDtype: 'float32' };
   }
   return {
     rows, row, logits, logitsWidth: width, logitsDtype: 'float32',

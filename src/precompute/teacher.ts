@@ -23,9 +23,24 @@ export function parseDevice(text: string): DeviceSpec {
   return { kind: m[1] as Device, deviceId: m[2] ? Number(m[2]) : 0 };
 }
 
+/** A second model input that tells a sequence model which positions are real. */
+export interface TeacherMask {
+  name: string;
+  kind: 'mask' | 'lengths';
+  /** the element type ORT declares, e.g. 'int64' or 'bool' */
+  type: string;
+  /** declared shape, batch included; -1 for symbolic dimensions */
+  shape: number[];
+}
+
+/** Input names taken for a mask (or lengths) input when the model has one besides its data input. */
+const MASK_NAME = /mask|length|lens\b|seq_?len/i;
+
 export interface Teacher {
   session: ort.InferenceSession;
   info: TeacherInfo;
+  /** the mask or lengths input, when the model has one (see --mask-input) */
+  mask: TeacherMask | null;
   /** the execution provider that actually runs the model */
   provider: 'cpu' | 'cuda';
   /** declared batch dimension: -1 when dynamic */
@@ -38,6 +53,8 @@ export interface TeacherOptions {
   threads?: number;
   inputName?: string;
   outputName?: string;
+  /** the model's mask/lengths input; by default a second input whose name says mask or length */
+  maskInput?: string;
 }
 
 /** Dimensions from ORT metadata: numbers stay, symbolic or missing ones become -1. */
@@ -91,7 +108,8 @@ export async function openTeacher(file: string, opts: TeacherOptions): Promise<T
 
   const inputs = session.inputMetadata;
   const outputs = session.outputMetadata;
-  const inputName = pickName('input', opts.inputName, session.inputNames, file, true);
+  const maskName = pickMask(opts.maskInput, opts.inputName, session.inputNames, file);
+  const inputName = pickName('input', opts.inputName, session.inputNames.filter((n) => n !== maskName), file, true);
   const outputName = pickName('output', opts.outputName, session.outputNames, file, false);
   const inMeta = inputs.find((m) => m.name === inputName);
   const outMeta = outputs.find((m) => m.name === outputName);
@@ -99,9 +117,17 @@ export async function openTeacher(file: string, opts: TeacherOptions): Promise<T
   const inputShape = dims(inMeta.shape);
   const outputShape = dims(outMeta.shape);
   if (inputShape.length === 0) throw new UserError(`--teacher ${file}: input '${inputName}' has no declared shape; pass --input-shape`);
+  let mask: TeacherMask | null = null;
+  if (maskName !== undefined) {
+    const meta = inputs.find((m) => m.name === maskName);
+    if (!meta?.isTensor) throw new UserError(`--mask-input ${maskName}: must be a tensor input of ${file}`);
+    mask = { name: maskName, kind: /len/i.test(maskName) && !/mask/i.test(maskName) ? 'lengths' : 'mask', type: meta.type, shape: dims(meta.shape) };
+    if (!['int64', 'int32', 'float32', 'bool'].includes(mask.type)) throw new UserError(`--mask-input ${maskName}: is ${mask.type}; kdcache fills int64, int32, float32 or bool masks`);
+  }
   return {
     session,
     provider,
+    mask,
     batchDim: inputShape[0],
     notices,
     info: {
@@ -120,6 +146,19 @@ export async function openTeacher(file: string, opts: TeacherOptions): Promise<T
       producer: summary.producer,
     },
   };
+}
+
+/** The mask input: named by --mask-input, or the one input of two whose name says mask/length. */
+function pickMask(wanted: string | undefined, inputName: string | undefined, names: readonly string[], file: string): string | undefined {
+  const list = names.map((n) => `'${n}'`).join(', ');
+  if (wanted !== undefined) {
+    if (!names.includes(wanted)) throw new UserError(`--mask-input ${wanted}: the teacher ${file} has no input of that name; its inputs are ${list}`);
+    if (wanted === inputName) throw new UserError(`--mask-input ${wanted}: is also --input-name; the mask is a second input`);
+    return wanted;
+  }
+  if (names.length !== 2) return undefined;
+  const others = names.filter((n) => n !== inputName && MASK_NAME.test(n));
+  return others.length === 1 && (inputName === undefined || names.includes(inputName)) ? others[0] : undefined;
 }
 
 function pickName(kind: 'input' | 'output', wanted: string | undefined, names: readonly string[], file: string, mustBeOnly: boolean): string {
