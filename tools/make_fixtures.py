@@ -1,7 +1,8 @@
 """Write small deterministic ONNX test fixtures into test/fixtures/.
 
 Makes: mlp16.onnx, mlp16_batch1.onnx, two_io.onnx, cnn_tiny.onnx,
-nan_teacher.onnx, external_escape.onnx, probs_teacher.onnx,
+nan_teacher.onnx, external_escape.onnx, sparse_escape.onnx,
+external_ok.onnx (+ external_ok.bin), probs_teacher.onnx,
 seq_teacher.onnx and not_onnx.onnx (see test/fixtures/README.md).
 
 Rerun (from the repo root):
@@ -160,6 +161,51 @@ def external_escape():
     save(graph, "external_escape.onnx", check=False)
 
 
+def external_tensor(name, dims, location, length):
+    t = TensorProto()
+    t.name = name
+    t.data_type = TensorProto.FLOAT
+    t.dims.extend(dims)
+    t.data_location = TensorProto.EXTERNAL
+    for key, value in (("location", location), ("offset", "0"),
+                       ("length", str(length))):
+        entry = t.external_data.add()
+        entry.key = key
+        entry.value = value
+    return t
+
+
+def sparse_escape():
+    # Same escape as external_escape, hidden in a sparse initializer's values:
+    # the external-data guard must look inside sparse tensors too.
+    values = external_tensor("W", [64], "../../etc/passwd", 64 * 4)
+    indices = numpy_helper.from_array(np.arange(64, dtype=np.int64), "W_idx")
+    sparse = helper.make_sparse_tensor(values, indices, [16, 4])
+    nodes = [helper.make_node("Gemm", ["x", "W"], ["out"])]
+    graph = helper.make_graph(
+        nodes, "sparse_escape",
+        [vinfo("x", TensorProto.FLOAT, ["batch", 16])],
+        [vinfo("out", TensorProto.FLOAT, ["batch", 4])],
+        sparse_initializer=[sparse])
+    save(graph, "sparse_escape.onnx", check=False)
+
+
+def external_ok():
+    # Legitimate external data next to the model (external_ok.bin): loads.
+    # Tests copy it and replace the .bin with a symlink leading outside.
+    rng = np.random.default_rng(5)
+    w = rand(rng, 16, 4, scale=0.5)
+    with open(os.path.join(OUT, "external_ok.bin"), "wb") as f:
+        f.write(w.tobytes())
+    nodes = [helper.make_node("Gemm", ["x", "W"], ["out"])]
+    graph = helper.make_graph(
+        nodes, "external_ok",
+        [vinfo("x", TensorProto.FLOAT, ["batch", 16])],
+        [vinfo("out", TensorProto.FLOAT, ["batch", 4])],
+        [external_tensor("W", [16, 4], "external_ok.bin", w.nbytes)])
+    save(graph, "external_ok.onnx", check=False)
+
+
 def probs_teacher():
     rng = np.random.default_rng(4)
     nodes = [
@@ -215,6 +261,8 @@ def main():
     cnn_tiny()
     nan_teacher()
     external_escape()
+    sparse_escape()
+    external_ok()
     probs_teacher()
     seq_teacher()
     not_onnx()

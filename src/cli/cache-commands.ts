@@ -1,17 +1,18 @@
 import * as path from 'node:path';
 import type { CommandModule } from 'yargs';
-import { finalizeCache, problemLines, readConfig, readManifest, verifyCache } from '../shards/manifest.js';
+import { checkTeacherFile, finalizeCache, problemLines, readConfig, readManifest, verifyCache } from '../shards/manifest.js';
 import { readShardFile } from '../shards/reader.js';
 import { halfToFloat } from '../util/dtype.js';
 import { UserError } from '../util/errors.js';
 import { createProgress, formatBytes, formatCount } from '../util/progress.js';
 
-export const verifyCommand: CommandModule<object, { dir: string; checksums: boolean; quiet: boolean }> = {
+export const verifyCommand: CommandModule<object, { dir: string; checksums: boolean; quiet: boolean; teacher?: string }> = {
   command: 'verify <dir>',
   describe: 'check a cache: manifest, coverage of every row, every shard\'s size and sha256',
   builder: (y) => y
     .positional('dir', { type: 'string', demandOption: true, describe: 'cache directory' })
     .option('checksums', { type: 'boolean', default: true, describe: 'hash every shard (--no-checksums: sizes and metadata only)' })
+    .option('teacher', { type: 'string', describe: 'also check that this .onnx file is the teacher the cache was made with (sha256)' })
     .option('quiet', { type: 'boolean', default: false }),
   handler: async (a) => {
     let progress: ReturnType<typeof createProgress> | undefined;
@@ -26,8 +27,9 @@ export const verifyCommand: CommandModule<object, { dir: string; checksums: bool
     for (const line of problemLines(report)) process.stderr.write(`${path.join(a.dir, line)}\n`);
     if (!report.ok) throw new UserError(`${a.dir}: ${report.problems.length} problem(s) found (listed above); re-run precompute-logits with the same arguments to repair the cache`);
     const m = report.manifest!;
+    if (a.teacher) await checkTeacherFile(m, a.teacher);
     console.log(`ok: ${a.dir}: ${formatCount(m.rows)} rows, ${m.shards.length} shards, ${formatBytes(m.totals.bytes)}, every row present once, ` +
-      `${report.checksums ? 'all sha256 match' : 'sizes and metadata match (checksums skipped)'}; teacher ${m.teacher.name} ${m.teacher.sha256.slice(0, 12)}`);
+      `${report.checksums ? 'all sha256 match' : 'sizes and metadata match (checksums skipped)'}; teacher ${m.teacher.name} ${m.teacher.sha256.slice(0, 12)}${a.teacher ? ' (matches --teacher)' : ''}`);
   },
 };
 

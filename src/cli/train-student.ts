@@ -34,7 +34,8 @@ export function trainStudentCommand(argv: string[]) {
     .option('shuffle-buffer', { type: 'string', describe: `rows in the shuffle buffer; bounds memory (default ${D.shuffleBuffer}; 0 = shard order only)`, group: 'Optimisation:' })
     .option('backend', { choices: BACKEND_CHOICES, default: D.backend, describe: 'auto tries tfjs-node-gpu, tfjs-node, wasm, cpu in that order', group: 'Execution:' })
     .option('resume', { type: 'boolean', default: false, describe: 'continue from the last complete checkpoint in --out', group: 'Execution:' })
-    .option('skip-checksums', { type: 'boolean', default: false, describe: 'do not sha256 every shard before training (sizes and metadata are still checked)', group: 'Execution:' })
+    .option('skip-checksums', { type: 'boolean', default: false, describe: 'do not sha256 every shard before training (sizes and metadata are checked; each shard\'s sha256 is still checked when it is read)', group: 'Execution:' })
+    .option('teacher', { type: 'string', describe: 'the teacher .onnx: refuse the cache unless it was made with this very file (sha256)', group: 'Data:' })
     .option('quiet', { type: 'boolean', default: false, describe: 'no progress or status output' })
     .example('$0 --logits out/cache --data train.npy --student mlp:256,128 --val-fraction 0.1 --out out/student', 'distil into an MLP, 10% of rows held out')
     .example('$0 --logits out/cache --student cnn:32,64 --alpha 0.5 --temperature 4 --labels y.npy --out out/cnn', 'half distillation, half labels, inputs from the cache')
@@ -71,6 +72,7 @@ export async function main(argv: string[]): Promise<void> {
     backend: a.backend,
     resume: a.resume,
     skipChecksums: a.skipChecksums,
+    teacher: a.teacher,
     quiet: a.quiet,
   });
   if (!a.quiet) {

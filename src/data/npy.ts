@@ -61,15 +61,17 @@ export async function openNpy(file: string): Promise<Dataset> {
   } catch (err) {
     throw describeFsError(err, file, 'read the data') ?? err;
   }
-  const { size } = await fh.stat();
-  const head = new Uint8Array(Math.min(size, 65536 + 12));
-  await fh.read(head, 0, head.length, 0);
   let header: NpyHeader;
   try {
-    header = parseNpyHeader(head, file, size);
+    // open(2) succeeds on a directory; fstat tells it apart before a read fails without a file name.
+    const st = await fh.stat();
+    if (!st.isFile()) throw new UserError(`${file}: ${st.isDirectory() ? 'is a directory' : 'not a regular file'}, expected a .npy file`);
+    const head = new Uint8Array(Math.min(st.size, 65536 + 12));
+    await fh.read(head, 0, head.length, 0);
+    header = parseNpyHeader(head, file, st.size);
   } catch (err) {
     await fh.close();
-    throw err;
+    throw describeFsError(err, file, 'read the data') ?? err;
   }
   const [count, ...exampleShape] = header.shape;
   const rowBytes = product(exampleShape) * DTYPE_BYTES[header.dtype];

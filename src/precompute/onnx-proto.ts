@@ -106,7 +106,8 @@ function opsetEntry(buf: Uint8Array, start: number, end: number): { domain: stri
 }
 
 // GraphProto: node=1, initializer=5, sparse_initializer=15. NodeProto: attribute=5.
-// AttributeProto: t=5, g=6, tensors=10, graphs=11. TensorProto: external_data=13.
+// AttributeProto: t=5, g=6, tensors=10, graphs=11, sparse_tensor=22, sparse_tensors=23.
+// SparseTensorProto: values=1, indices=2 (both TensorProtos). TensorProto: external_data=13.
 function scanGraph(buf: Uint8Array, start: number, end: number, locs: string[], depth: number): void {
   if (depth > 32) throw new ProtoError('graph nesting too deep');
   const r = new Reader(buf, start, end);
@@ -115,7 +116,19 @@ function scanGraph(buf: Uint8Array, start: number, end: number, locs: string[], 
     if (wire !== 2) { r.skip(wire); continue; }
     const [s, e] = r.lengthDelimited();
     if (field === 5) scanTensor(buf, s, e, locs);
+    else if (field === 15) scanSparse(buf, s, e, locs);
     else if (field === 1) scanNode(buf, s, e, locs, depth);
+  }
+}
+
+/** Sparse tensors keep their values and indices in TensorProtos, which may be external too. */
+function scanSparse(buf: Uint8Array, start: number, end: number, locs: string[]): void {
+  const r = new Reader(buf, start, end);
+  while (r.pos < r.end) {
+    const [field, wire] = r.tag();
+    if (wire !== 2) { r.skip(wire); continue; }
+    const [s, e] = r.lengthDelimited();
+    if (field === 1 || field === 2) scanTensor(buf, s, e, locs);
   }
 }
 
@@ -131,6 +144,7 @@ function scanNode(buf: Uint8Array, start: number, end: number, locs: string[], d
         if (aw !== 2) { a.skip(aw); continue; }
         const [as, ae] = a.lengthDelimited();
         if (af === 5 || af === 10) scanTensor(buf, as, ae, locs);
+        else if (af === 22 || af === 23) scanSparse(buf, as, ae, locs);
         else if (af === 6 || af === 11) scanGraph(buf, as, ae, locs, depth + 1);
       }
     } else r.skip(wire);

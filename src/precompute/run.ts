@@ -5,14 +5,14 @@ import { openDataset, loadLabels, fingerprintFiles } from '../data/open.js';
 import type { Dataset } from '../data/types.js';
 import type { Compression, FidelityRecord, ShardColumns, StorageFormat, StorageSpec } from '../shards/format.js';
 import { CONFIG_FILE, MANIFEST_FILE, SHARD_DIR } from '../shards/format.js';
-import { finalizeCache, readSidecars } from '../shards/manifest.js';
+import { configId, finalizeCache, readSidecars } from '../shards/manifest.js';
 import type { CacheConfig, LabelsInfo, Manifest, Preprocessing, ShardSidecar } from '../shards/manifest-types.js';
 import { combineFidelity } from '../sparse/fidelity.js';
 import type { TeacherOutputFlag } from '../sparse/teacher-output.js';
 import type { TypedArray } from '../util/dtype.js';
 import { allocTyped, product } from '../util/dtype.js';
 import { UserError, describeFsError } from '../util/errors.js';
-import { createFileExclusive, readJsonFile, removeStaleTemps, sha256Hex } from '../util/fsx.js';
+import { createFileExclusive, makeDirs, readJsonFile, removeStaleTemps, sha256Hex, writeFileAtomic } from '../util/fsx.js';
 import { createProgress, formatBytes, formatCount } from '../util/progress.js';
 import { buildConfig, configDifferences, defaultShardRows, inputBytesPerRow, resolvePreprocessing, storageSpec } from './config.js';
 import { BatchFeeder, realPositions } from './feeds.js';
@@ -86,6 +86,7 @@ export interface PrecomputeResult {
 
 export async function precomputeLogits(opts: PrecomputeOptions): Promise<PrecomputeResult> {
   const log = opts.log ?? ((line: string) => { if (!opts.quiet) process.stderr.write(`${line}\n`); });
+  const warn = opts.log ?? ((line: string) => process.stderr.write(`${line}\n`));
   const started = performance.now();
   const batchSizeWanted = opts.batchSize ?? 256;
   if (!Number.isInteger(batchSizeWanted) || batchSizeWanted < 1) throw new UserError(`--batch-size ${opts.batchSize}: must be a positive integer`);
@@ -177,8 +178,11 @@ export async function precomputeLogits(opts: PrecomputeOptions): Promise<Precomp
     progress.done();
 
     const { manifest, missing } = await finalizeCache(opts.out);
-    const nonfinite = written.reduce((n, r) => n + r.nonfinite_rows, 0);
-    const examples = written.flatMap((r) => r.nonfinite_examples).slice(0, 20);
+    // Shards kept from an earlier, killed run count too: a resumed run must report what the
+    // uninterrupted one would have.
+    const ours = [...written, ...[...done.values()].filter((sc) => sc.index >= start && sc.index < end)].sort((a, b) => a.index - b.index);
+    const nonfinite = ours.reduce((n, r) => n + r.nonfinite_rows, 0);
+    const examples = ours.flatMap((r) => r.nonfinite_examples).slice(0, 20);
     const bytes = written.reduce((n, r) => n + r.bytes, 0);
     const result: PrecomputeResult = {
       out: opts.out, config, provider: teacher.provider, partition,
@@ -189,7 +193,8 @@ export async function precomputeLogits(opts: PrecomputeOptions): Promise<Precomp
       manifest, missingShards: missing,
       fidelity: config.storage.kind === 'topk' ? combineFidelity(written.flatMap((r) => (r.fidelity ? [r.fidelity] : []))) : null,
     };
-    if (nonfinite > 0) log(`warning: ${nonfinite} rows have NaN/Inf teacher outputs (rows ${examples.join(', ')}${nonfinite > examples.length ? ', ...' : ''}); train-student refuses them unless told to skip them`);
+    // A warning is not progress: --quiet does not silence it (the exit code is 3 either way).
+    if (nonfinite > 0) warn(`warning: ${nonfinite} rows have NaN/Inf teacher outputs (rows ${examples.join(', ')}${nonfinite > examples.length ? ', ...' : ''}); train-student leaves them out of training`);
     if (result.fidelity) log(fidelityLine(config.storage, result.fidelity));
     log(`done: ${formatCount(rowsDone)} rows in ${written.length} shards (${formatBytes(bytes)}, ${(bytes / Math.max(rowsDone, 1)).toFixed(1)} B/row), ${formatCount(result.rowsPerSecond)} rows/s, provider ${teacher.provider}; ` +
       (manifest ? `cache complete: ${path.join(opts.out, MANIFEST_FILE)}` : `${missing.length} shards still missing (other partitions); the last partition to finish, or 'kdcache finalize ${opts.out}', writes the manifest`));
@@ -322,27 +327,20 @@ function copyLogits(src: ort.Tensor['data'], n: number, dst: Float32Array, offse
   else throw new UserError(`teacher output type ${type} is not supported; export the teacher with a float32 output`);
 }
 
-/**
- * mkdir -p that reports the real cause: a recursive mkdir on a read-only mount says ENOENT, so create
- * the missing components one at a time.
- */
-async function makeDirs(dir: string, flagValue: string): Promise<void> {
-  const missing: string[] = [];
-  let cur = path.resolve(dir);
-  while (!(await fs.stat(cur).then((st) => st.isDirectory(), () => false))) {
-    missing.unshift(cur);
-    const parent = path.dirname(cur);
-    if (parent === cur) break;
-    cur = parent;
+async function makeOutDir(dir: string, flagValue: string): Promise<void> {
+  try {
+    await makeDirs(dir);
+  } catch (err) {
+    const e = describeFsError(err, flagValue, 'create the output directory');
+    throw e ? new UserError(`--out ${e.message}`) : err;
   }
-  for (const d of missing) {
-    try {
-      await fs.mkdir(d);
-    } catch (err) {
-      if ((err as NodeJS.ErrnoException).code === 'EEXIST') continue;
-      const e = describeFsError(err, flagValue, 'create the output directory');
-      throw e ? new UserError(`--out ${e.message}`) : err;
-    }
+}
+
+function recordsItsOwnId(c: CacheConfig): boolean {
+  try {
+    return configId(c) === c.config_id;
+  } catch {
+    return false;
   }
 }
 
@@ -351,7 +349,7 @@ async function makeDirs(dir: string, flagValue: string): Promise<void> {
  * creates it atomically; later runs and other partitions must match it.
  */
 async function prepareOutDir(out: string, config: CacheConfig, overwrite: boolean): Promise<void> {
-  await makeDirs(path.join(out, SHARD_DIR), out);
+  await makeOutDir(path.join(out, SHARD_DIR), out);
   const configPath = path.join(out, CONFIG_FILE);
   const text = `${JSON.stringify(config, null, 2)}\n`;
   if (await createFileExclusive(configPath, text)) return;
@@ -361,7 +359,11 @@ async function prepareOutDir(out: string, config: CacheConfig, overwrite: boolea
   } catch {
     existing = undefined;
   }
-  if (existing?.config_id === config.config_id) return;
+  if (existing?.config_id === config.config_id) {
+    // Our cache, but the file was edited by hand: finalize would copy the edits into the manifest.
+    if (!recordsItsOwnId(existing)) await writeFileAtomic(configPath, text);
+    return;
+  }
   if (!overwrite) {
     const diff = existing ? configDifferences(existing, config).join(', ') : 'unreadable config.json';
     throw new UserError(`--out ${out}: holds a cache made with a different ${diff || 'configuration'}; use a new --out, or --overwrite to replace it`);

@@ -5,7 +5,7 @@
 import * as fs from 'node:fs/promises';
 import * as path from 'node:path';
 import { describeFsError, UserError } from '../util/errors.js';
-import { readJsonFile, sha256File, writeFileAtomic } from '../util/fsx.js';
+import { readJsonFile, removeStaleTemps, sha256File, writeFileAtomic } from '../util/fsx.js';
 import { combineFidelity } from '../sparse/fidelity.js';
 import { configId } from './config-id.js';
 import { CONFIG_FILE, MANIFEST_FILE, SHARD_DIR, type ShardRecord } from './format.js';
@@ -21,10 +21,24 @@ export { expectedShardRows } from './schemas.js';
 
 const REBUILD = 'the file is damaged or was edited: regenerate the cache with precompute-logits';
 
+/** A cache path that is missing or is a file gets one line saying so, not an error about a file inside it. */
+async function requireCacheDir(cacheDir: string): Promise<void> {
+  const st = await fs.stat(cacheDir).catch((err: NodeJS.ErrnoException) => err);
+  if (st instanceof Error) {
+    if (st.code === 'ENOENT' || st.code === 'ENOTDIR') throw new UserError(`${cacheDir}: no such cache directory; pass the --out directory of precompute-logits`);
+    throw describeFsError(st, cacheDir, 'open the cache') ?? st;
+  }
+  if (!st.isDirectory()) throw new UserError(`${cacheDir}: not a directory; pass the --out directory of precompute-logits`);
+}
+
 export async function readConfig(cacheDir: string): Promise<CacheConfig> {
+  await requireCacheDir(cacheDir);
   const file = path.join(cacheDir, CONFIG_FILE);
   const value = await readJsonFile<unknown>(file);
   checkJson(value, checkConfig, file, REBUILD);
+  if (configId(value as CacheConfig) !== (value as CacheConfig).config_id) {
+    throw new UserError(`${file}: config_id does not match the configuration it records (the file was edited); re-run precompute-logits with the same arguments to restore it`);
+  }
   return value as CacheConfig;
 }
 
@@ -144,6 +158,8 @@ export interface FinalizeResult extends Omit<SidecarScan, 'valid'> {
 /** Write manifest.json if every shard is present; otherwise report what is missing. */
 export async function finalizeCache(cacheDir: string): Promise<FinalizeResult> {
   const config = await readConfig(cacheDir);
+  // A run killed while writing config.json or manifest.json left its temp file here, not in shards/.
+  await removeStaleTemps(cacheDir);
   const scan = await readSidecars(cacheDir, config);
   const manifest = buildManifest(config, scan.valid);
   if (manifest.complete) await writeFileAtomic(path.join(cacheDir, MANIFEST_FILE), `${JSON.stringify(manifest, null, 2)}\n`);
@@ -153,13 +169,11 @@ export async function finalizeCache(cacheDir: string): Promise<FinalizeResult> {
 /** Read and check manifest.json; a missing, damaged or incomplete manifest is a UserError. */
 export async function readManifest(cacheDir: string): Promise<Manifest> {
   const file = path.join(cacheDir, MANIFEST_FILE);
+  await requireCacheDir(cacheDir);
   try {
     await fs.access(file);
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code === 'ENOENT') {
-      if (!(await fs.stat(cacheDir).catch(() => null))?.isDirectory()) {
-        throw new UserError(`${cacheDir}: no such cache directory; pass the --out directory of precompute-logits`);
-      }
       throw new UserError(`${file}: missing, the cache is not finished; run precompute-logits with the same arguments (or 'kdcache finalize ${cacheDir}' once every partition is done) to complete it`);
     }
   }
@@ -170,6 +184,26 @@ export async function readManifest(cacheDir: string): Promise<Manifest> {
     throw new UserError(`${file}: the cache is incomplete (${m.shards.length} of ${m.shard_count} shards); run precompute-logits with the same arguments to complete it`);
   }
   return m;
+}
+
+/**
+ * Refuse `file` unless it is the very teacher the cache was made with: the manifest records its
+ * sha256, so a model re-exported or retrained after precompute is caught before its logits are used.
+ */
+export async function checkTeacherFile(m: Manifest, file: string): Promise<void> {
+  let fp: { sha256: string; bytes: number };
+  try {
+    if ((await fs.stat(file)).isDirectory()) throw new UserError(`--teacher ${file}: is a directory; give the .onnx file`);
+    fp = await sha256File(file);
+  } catch (err) {
+    if (err instanceof UserError) throw err.message.startsWith('--teacher') ? err : new UserError(`--teacher ${err.message}`);
+    const e = describeFsError(err, file, 'read the teacher');
+    throw e ? new UserError(`--teacher ${e.message}`) : err;
+  }
+  if (fp.sha256 !== m.teacher.sha256 || fp.bytes !== m.teacher.bytes) {
+    throw new UserError(`--teacher ${file}: not the teacher this cache was made with (this file: ${fp.bytes} bytes, sha256 ${fp.sha256.slice(0, 12)}...; ` +
+      `cache: ${m.teacher.name}, ${m.teacher.bytes} bytes, sha256 ${m.teacher.sha256.slice(0, 12)}...); the model changed after precompute: rerun precompute-logits with it (a new --out, or --overwrite)`);
+  }
 }
 
 export interface VerifyProblem {
@@ -212,6 +246,7 @@ export async function verifyCache(cacheDir: string, opts: { checksums: boolean; 
   const problem = (file: string, message: string): void => {
     report.problems.push({ file, message });
   };
+  await requireCacheDir(cacheDir); // not a problem of the cache: the wrong path was given
   let m: Manifest;
   try {
     m = await readManifest(cacheDir);

@@ -13,8 +13,9 @@ import * as fs from 'node:fs/promises';
 import * as path from 'node:path';
 import * as tf from '@tensorflow/tfjs';
 import { UserError, describeFsError } from '../util/errors.js';
-import { readJsonFile, syncDir, writeFileAtomic } from '../util/fsx.js';
-import { fileSaveHandler } from './model-io.js';
+import { isTempName, readJsonFile, syncDir, writeFileAtomic } from '../util/fsx.js';
+import { arrayOf, checkJson, finite, int, nullable, object, oneOf, str } from '../shards/json-check.js';
+import { fileSaveHandler, weightBytes } from './model-io.js';
 
 export const CHECKPOINT_DIR = 'checkpoint';
 const LATEST = 'latest.json';
@@ -51,6 +52,18 @@ function optimizerScalars(optimizer: tf.Optimizer): Record<string, number> {
   return out;
 }
 
+/** Everything resume reads from state.json; a file edited or damaged into valid JSON is refused here. */
+const checkState = object({
+  version: oneOf(1),
+  epoch: int(0),
+  rng: object({ seed: int(0), next_epoch: int(0) }),
+  early_stopping: object({ best: nullable(finite), best_epoch: nullable(int(0)), stale_epochs: int(0), best_val: nullable(object({})) }),
+  train_seconds: finite,
+  train_examples: int(0),
+  run: object({}),
+  optimizer: object({ name: str, weights: arrayOf(object({ name: str, shape: arrayOf(int(0), 16), dtype: str })) }),
+});
+
 interface Latest {
   epoch: number;
   dir: string;
@@ -80,10 +93,11 @@ export async function writeCheckpoint(outDir: string, model: tf.LayersModel, opt
     await fs.rm(tmp, { recursive: true, force: true }).catch(() => {});
     throw describeFsError(err, root, 'write the checkpoint') ?? err;
   }
-  // Older checkpoints and leftovers of killed writers; the one latest.json names stays.
+  // Older checkpoints and leftovers of killed writers (directories and latest.json temps); the one
+  // latest.json names stays.
   for (const entry of await fs.readdir(root)) {
     if (entry === name || entry === LATEST) continue;
-    if (/^epoch-\d+$/.test(entry) || /^\.epoch-\d+\.tmp-/.test(entry)) {
+    if (/^epoch-\d+$/.test(entry) || isTempName(entry)) {
       await fs.rm(path.join(root, entry), { recursive: true, force: true }).catch(() => {});
     }
   }
@@ -105,7 +119,10 @@ export async function readCheckpoint(outDir: string): Promise<LoadedCheckpoint |
     throw new UserError(`${latestPath}: damaged (no checkpoint directory named); delete ${root} to start over`);
   }
   const dir = path.join(root, latest.dir);
-  const state = await readJsonFile<CheckpointState>(path.join(dir, STATE)).catch((err) => {
+  const state = await readJsonFile<CheckpointState>(path.join(dir, STATE)).then((value) => {
+    checkJson(value, checkState, path.join(dir, STATE), `the checkpoint is damaged; delete ${root} to start over`);
+    return value;
+  }, (err) => {
     if (err instanceof UserError) throw new UserError(`${dir}: checkpoint unreadable (${err.message}); delete ${root} to start over`);
     throw err;
   });
@@ -121,6 +138,10 @@ export async function restoreOptimizer(optimizer: tf.Optimizer, ckpt: LoadedChec
     throw describeFsError(err, file, 'resume from the checkpoint') ?? err;
   });
   const specs = ckpt.state.optimizer.weights;
+  const expected = specs.reduce((n, s) => n + weightBytes(s), 0);
+  if (bytes.byteLength !== expected) {
+    throw new UserError(`${file}: ${bytes.byteLength} bytes, the checkpoint describes ${expected}; the checkpoint is damaged: delete ${path.dirname(ckpt.dir)} to start over`);
+  }
   const map = tf.io.decodeWeights(bytes.buffer.slice(bytes.byteOffset, bytes.byteOffset + bytes.byteLength) as ArrayBuffer, specs);
   // setWeights is positional (accumulators follow the variable order), so keep the saved order.
   await optimizer.setWeights(specs.map((s) => ({ name: s.name, tensor: map[s.name] })));

@@ -116,7 +116,7 @@ export async function readModelJson(jsonPath: string): Promise<ModelJson> {
 
 const DTYPE_SIZE: Record<string, number> = { float32: 4, int32: 4, bool: 1, complex64: 8 };
 
-function weightBytes(spec: tf.io.WeightsManifestEntry): number {
+export function weightBytes(spec: tf.io.WeightsManifestEntry): number {
   const n = spec.shape.reduce((a, b) => a * b, 1);
   if (spec.quantization) {
     const q = spec.quantization.dtype;

@@ -39,8 +39,10 @@ export interface TrainOptions {
   monitor?: Monitor;
   backend?: BackendChoice;
   resume?: boolean;
-  /** skip the sha256 check of every shard before training (sizes are still checked) */
+  /** skip the sha256 check of every shard before training (each shard is still checked when read) */
   skipChecksums?: boolean;
+  /** the teacher .onnx file: refuse the cache unless it was made with this very file (sha256) */
+  teacher?: string;
   quiet?: boolean;
   /** status lines (default: stderr unless quiet) */
   log?: (line: string) => void;
@@ -49,8 +51,8 @@ export interface TrainOptions {
 }
 
 export type ResolvedTrainOptions = Required<Omit<TrainOptions,
-  'data' | 'labels' | 'labelColumn' | 'valData' | 'valLabels' | 'valLabelColumn' | 'log' | 'progressStream'>>
-  & Pick<TrainOptions, 'data' | 'labels' | 'labelColumn' | 'valData' | 'valLabels' | 'valLabelColumn' | 'log' | 'progressStream'>;
+  'data' | 'labels' | 'labelColumn' | 'valData' | 'valLabels' | 'valLabelColumn' | 'log' | 'progressStream' | 'teacher'>>
+  & Pick<TrainOptions, 'data' | 'labels' | 'labelColumn' | 'valData' | 'valLabels' | 'valLabelColumn' | 'log' | 'progressStream' | 'teacher'>;
 
 export const TRAIN_DEFAULTS = {
   alpha: 1,

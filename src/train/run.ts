@@ -5,8 +5,9 @@
 import * as fs from 'node:fs/promises';
 import * as path from 'node:path';
 import type { Manifest, Preprocessing } from '../shards/manifest-types.js';
+import { checkTeacherFile } from '../shards/manifest.js';
 import { UserError, describeFsError } from '../util/errors.js';
-import { writeFileAtomic } from '../util/fsx.js';
+import { makeDirs, removeStaleTemps, writeFileAtomic } from '../util/fsx.js';
 import { createProgress, formatCount, formatDuration } from '../util/progress.js';
 import { initBackend } from './backend.js';
 import { bindData } from './bind.js';
@@ -54,6 +55,8 @@ export interface TrainSummary {
   validation: { kind: 'fraction' | 'data' | 'none'; rows: number; monitor: Exclude<Monitor, 'auto'> | null; rule?: string };
   teacher: { name: string; sha256: string };
   cache: { dir: string; config_id: string; rows: number; shards: number };
+  /** cached rows whose teacher logits have NaN/Inf, left out of the loss (0 when --alpha 0 ignores the teacher) */
+  nonfinite_rows_skipped: number;
   preprocessing: Preprocessing;
   student: { spec: string; input_shape: number[]; input_layout: InputLayout; parameters: number; conv: boolean };
   hyperparameters: {
@@ -85,6 +88,7 @@ export async function trainStudent(input: TrainOptions): Promise<TrainSummary> {
   const started = performance.now();
 
   const manifest = await openCache(opts.logits);
+  if (opts.teacher) await checkTeacherFile(manifest, opts.teacher);
   await checkShards(opts.logits, { checksums: !opts.skipChecksums });
   const classes = manifest.output.width;
   const loss: LossParams = { alpha: opts.alpha, temperature: opts.temperature, kind: opts.loss };
@@ -128,9 +132,11 @@ export async function trainStudent(input: TrainOptions): Promise<TrainSummary> {
       log(`resuming from ${ckpt.dir} (epoch ${ckpt.state.epoch} done)`);
     }
     const ctx: StepContext = { model: student.model, optimizer, loss, inputShape: student.input.shape, classes };
+    const nonfiniteSkipped = loss.alpha > 0 ? manifest.totals.nonfinite_rows : 0;
     const summaryBase = {
       teacher: { name: manifest.teacher.name, sha256: manifest.teacher.sha256 },
       cache: { dir: path.resolve(opts.logits), config_id: manifest.config_id, rows: manifest.rows, shards: manifest.shards.length },
+      nonfinite_rows_skipped: nonfiniteSkipped,
       preprocessing: manifest.preprocessing,
       student: { spec: opts.student, input_shape: student.input.shape, input_layout: student.input.layout, parameters: countParameters(student.model), conv: student.hasConv },
       hyperparameters: {
@@ -147,6 +153,7 @@ export async function trainStudent(input: TrainOptions): Promise<TrainSummary> {
 
     // Said only once every check has passed: an error stays the single line of output.
     log(backend.message);
+    if (nonfiniteSkipped > 0) log(`notice: ${nonfiniteSkipped} cached rows have NaN/Inf teacher logits (precompute-logits reported them); they are left out of training`);
     const result = await trainLoop({
       opts, ctx, train, val, heldOut, monitor, run, ckpt: ckpt?.state ?? null, log,
       trainRows: manifest.rows - heldOut - (loss.alpha > 0 ? manifest.totals.nonfinite_rows : 0),
@@ -234,9 +241,10 @@ async function prepareOutDir(opts: ResolvedTrainOptions) {
       throw new UserError(`--out ${opts.out}: already holds a training run${ckpt ? ` (checkpoint after epoch ${ckpt.state.epoch})` : ''}; pass --resume to continue it, or choose another --out`);
     }
   }
-  await fs.mkdir(opts.out, { recursive: true }).catch((err) => {
+  await makeDirs(opts.out).catch((err) => {
     throw describeFsError(err, opts.out, 'create the output directory') ?? err;
   });
+  await removeStaleTemps(opts.out); // model.json, weights.bin, summary.json of a killed run
   if (opts.resume && !ckpt) {
     await fs.rm(path.join(opts.out, METRICS_FILE), { force: true });
   }

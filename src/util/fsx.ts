@@ -59,10 +59,52 @@ export async function createFileExclusive(finalPath: string, data: Uint8Array | 
 async function writeSynced(file: string, data: Uint8Array | string): Promise<void> {
   const fh = await fs.open(file, 'w');
   try {
-    await fh.writeFile(data);
+    const stall = stallFor(file);
+    if (stall > 0) {
+      // Half the bytes, then a pause: a kill now leaves the worst case, a half-written temp file.
+      const bytes = typeof data === 'string' ? Buffer.from(data) : data;
+      await fh.write(bytes.subarray(0, bytes.length >> 1));
+      await new Promise((r) => setTimeout(r, stall));
+      await fh.write(bytes.subarray(bytes.length >> 1));
+    } else await fh.writeFile(data);
     await fh.sync();
   } finally {
     await fh.close();
+  }
+}
+
+/**
+ * Fault injection for the reliability tests (test/reliability-kill.test.ts), which must SIGKILL a
+ * process while a given file is half written; real writes are over too fast to hit. With
+ * KDCACHE_TEST_STALL_WRITES=<ms>:<regexp>, writes of files whose final name matches pause halfway.
+ */
+function stallFor(tempFile: string): number {
+  const spec = process.env.KDCACHE_TEST_STALL_WRITES;
+  if (!spec) return 0;
+  const m = /^(\d+):(.*)$/.exec(spec);
+  const finalName = path.basename(tempFile).replace(/^\./, '').replace(/\.tmp-\d+-[0-9a-f]{8}$/, '');
+  return m && new RegExp(m[2]).test(finalName) ? Number(m[1]) : 0;
+}
+
+/**
+ * mkdir -p that fails with the real cause: a recursive mkdir on a read-only mount says ENOENT, so the
+ * missing components are created one at a time. Errors are Node's, for the caller to describe.
+ */
+export async function makeDirs(dir: string): Promise<void> {
+  const missing: string[] = [];
+  let cur = path.resolve(dir);
+  while (!(await fs.stat(cur).then((st) => st.isDirectory(), () => false))) {
+    missing.unshift(cur);
+    const parent = path.dirname(cur);
+    if (parent === cur) break;
+    cur = parent;
+  }
+  for (const d of missing) {
+    try {
+      await fs.mkdir(d);
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
+    }
   }
 }
 

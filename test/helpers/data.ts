@@ -6,6 +6,7 @@ import { fileURLToPath } from 'node:url';
 import { gzipSync } from 'node:zlib';
 import { encodeNpy } from '../../src/data/npy.js';
 import type { DType, TypedArray } from '../../src/util/dtype.js';
+import { record } from './reliability.js';
 
 /** Repository root, from dist/test/helpers/ */
 export const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../..');
@@ -54,12 +55,14 @@ export interface CliResult {
   signal: NodeJS.Signals | null;
   stdout: string;
   stderr: string;
+  /** the command line, for the reliability catalogue */
+  command?: string;
 }
 
 /** Run one of the project's CLIs (built in dist/) as a child process. */
 export function runCli(bin: 'precompute-logits' | 'train-student' | 'kdcache', args: string[], env: NodeJS.ProcessEnv = {}): CliResult {
   const r = spawnSync(process.execPath, [path.join(BIN, `${bin}.js`), ...args], { encoding: 'utf8', env: { ...process.env, ...env }, timeout: 120_000 });
-  return { code: r.status, signal: r.signal, stdout: r.stdout, stderr: r.stderr };
+  return { code: r.status, signal: r.signal, stdout: r.stdout, stderr: r.stderr, command: [bin, ...args].join(' ') };
 }
 
 export function runCliAsync(bin: 'precompute-logits' | 'train-student' | 'kdcache', args: string[], env: NodeJS.ProcessEnv = {}) {
@@ -81,12 +84,19 @@ function fileSha(p: string): string {
 }
 
 /** The one-line-error contract: non-zero exit, a single "error: ..." line, no stack trace. */
-export function assertOneLineError(r: CliResult, pattern: RegExp): string {
+export function assertOneLineError(r: CliResult, pattern: RegExp, label?: string): string {
   const lines = r.stderr.trim().split('\n').filter((l) => !l.startsWith('notice') && !l.startsWith('precompute-logits:'));
   const msg = lines.join('\n');
   if (r.code === 0 || r.code === null) throw new Error(`expected a non-zero exit, got ${r.code}; stderr: ${r.stderr}`);
   if (lines.length !== 1 || !lines[0].startsWith('error: ')) throw new Error(`expected one "error:" line, got:\n${r.stderr}`);
   if (/\n\s+at /.test(r.stderr)) throw new Error(`stack trace printed:\n${r.stderr}`);
   if (!pattern.test(msg)) throw new Error(`error ${JSON.stringify(msg)} does not match ${pattern}`);
+  if (r.command) record('catalogue', { label: label ?? null, input: scrub(r.command), error: scrub(msg) });
   return msg;
+}
+
+/** Paths that differ between machines and runs, as `$TMP/...` and repository-relative names. */
+export function scrub(text: string): string {
+  const tmp = fs.realpathSync(process.env.TMPDIR ?? '/tmp');
+  return text.split(`${ROOT}/`).join('').replace(new RegExp(`${tmp.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}/kdcache-[^/\\s]+`, 'g'), '$TMP');
 }
