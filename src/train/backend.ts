@@ -1,18 +1,24 @@
 /**
- * Choosing the tfjs backend. `auto` prefers native TensorFlow (tfjs-node-gpu, tfjs-node) when one
- * is installed, then wasm, then the pure-JS cpu backend. tfjs-node cannot be installed offline (its
- * install downloads libtensorflow), so it is only ever loaded optionally.
+ * Choosing the tfjs backend. `auto` takes the fastest that loads: native TensorFlow (tfjs-node-gpu,
+ * tfjs-node) when installed, then `native` (the wasm backend with its matrix products and
+ * convolutions on the machine's BLAS, see kernels/native.ts), then pure `wasm`, then the pure-JS
+ * `cpu` backend. tfjs-node cannot be installed offline (its install downloads libtensorflow), so it
+ * is only ever loaded optionally; `native` needs `npm run build` to have found a C++ compiler and
+ * OpenBLAS to be installed; `wasm` and `cpu` always work.
  */
 import * as tf from '@tensorflow/tfjs';
 import { UserError } from '../util/errors.js';
-import { installWasmKernels } from './wasm-kernels.js';
+import { loadNative } from './kernels/native.js';
+import { configureWasmKernels } from './wasm-kernels.js';
 
-export type BackendChoice = 'auto' | 'tensorflow' | 'wasm' | 'cpu';
-export const BACKEND_CHOICES: readonly BackendChoice[] = ['auto', 'tensorflow', 'wasm', 'cpu'];
+export type BackendChoice = 'auto' | 'tensorflow' | 'native' | 'wasm' | 'cpu';
+export const BACKEND_CHOICES: readonly BackendChoice[] = ['auto', 'tensorflow', 'native', 'wasm', 'cpu'];
 
 export interface BackendInfo {
-  /** the tfjs backend name now active: 'tensorflow', 'wasm' or 'cpu' */
+  /** what runs: 'tensorflow', 'native', 'wasm' or 'cpu' */
   name: string;
+  /** the tfjs backend underneath ('native' runs on tfjs's 'wasm') */
+  tfBackend: string;
   /** the package it came from */
   source: string;
   /** one line for the user: what loaded and why */
@@ -20,38 +26,54 @@ export interface BackendInfo {
 }
 
 export interface BackendOptions {
-  /** the student has convolutions (matters on wasm without the replacement kernel) */
+  /** the student has convolutions (they are slow on the cpu backend) */
   needsConv?: boolean;
 }
 
 const NATIVE_PACKAGES = ['@tensorflow/tfjs-node-gpu', '@tensorflow/tfjs-node'];
+const WASM = '@tensorflow/tfjs-backend-wasm';
 
 export async function initBackend(choice: BackendChoice, opts: BackendOptions = {}): Promise<BackendInfo> {
   if (choice === 'tensorflow' || choice === 'auto') {
     for (const pkg of NATIVE_PACKAGES) {
       if (await tryImport(pkg) && await trySetBackend('tensorflow')) {
-        return { name: 'tensorflow', source: pkg, message: `backend: tensorflow (${pkg})` };
+        return { name: 'tensorflow', tfBackend: 'tensorflow', source: pkg, message: `backend: tensorflow (${pkg})` };
       }
     }
     if (choice === 'tensorflow') {
-      throw new UserError('--backend tensorflow: neither @tensorflow/tfjs-node-gpu nor @tensorflow/tfjs-node is installed (their install downloads libtensorflow, which needs network access); use --backend wasm or auto');
+      throw new UserError('--backend tensorflow: neither @tensorflow/tfjs-node-gpu nor @tensorflow/tfjs-node is installed (their install downloads libtensorflow, which needs network access); use --backend native, wasm or auto');
     }
   }
-  if (choice === 'wasm' || choice === 'auto') {
-    if (await tryImport('@tensorflow/tfjs-backend-wasm') && await trySetBackend('wasm')) {
-      // KDCACHE_WASM_STOCK_MATMUL=1 keeps wasm's own (slow when transposed) matmul, for benchmarks.
-      const patched = installWasmKernels({ matmul: process.env.KDCACHE_WASM_STOCK_MATMUL !== '1' });
-      const note = patched.length > 0 ? ` with ${patched.join(', ')} replaced` : '';
-      return { name: 'wasm', source: '@tensorflow/tfjs-backend-wasm', message: `backend: wasm (@tensorflow/tfjs-backend-wasm${note})` };
+  let nativeNote = '';
+  if (choice === 'native' || choice === 'auto' || choice === 'wasm') {
+    const wasmOk = await tryImport(WASM) && await trySetBackend('wasm');
+    if (!wasmOk && choice !== 'auto') throw new UserError(`--backend ${choice}: ${WASM} failed to load; reinstall dependencies (npm ci) or use --backend cpu`);
+    if (wasmOk && choice !== 'wasm') {
+      const native = loadNative();
+      if (native.ok) {
+        const replaced = configureWasmKernels('native', native.info.addon);
+        const { blas, config, threads } = native.info;
+        return {
+          name: 'native', tfBackend: 'wasm', source: `${WASM} + ${blas}`,
+          message: `backend: native (wasm + ${config.split(' ').slice(0, 2).join(' ') || blas}, ${threads} threads: ${replaced.filter((k) => /MatMul|Conv/.test(k)).join(', ')})`,
+        };
+      }
+      if (choice === 'native') throw new UserError(`--backend native: ${native.reason}; or use --backend wasm`);
+      nativeNote = `; native kernels unavailable: ${native.reason}`;
     }
-    if (choice === 'wasm') throw new UserError('--backend wasm: @tensorflow/tfjs-backend-wasm failed to load; reinstall dependencies (npm ci) or use --backend cpu');
+    if (wasmOk) {
+      // KDCACHE_WASM_STOCK_MATMUL=1 keeps wasm's own (slow when transposed) matmul, for benchmarks.
+      const replaced = configureWasmKernels(process.env.KDCACHE_WASM_STOCK_MATMUL === '1' ? 'stock' : 'wasm');
+      const note = replaced.length > 0 ? ` with ${replaced.join(', ')} replaced` : '';
+      return { name: 'wasm', tfBackend: 'wasm', source: WASM, message: `backend: wasm (${WASM}${note}${nativeNote})` };
+    }
   }
   await tf.setBackend('cpu');
   await tf.ready();
   silenceCpuNodeHint();
   const why = choice === 'auto' ? ' (no faster backend loaded)' : '';
   const convNote = opts.needsConv ? '; convolutions are slow on this backend' : '';
-  return { name: 'cpu', source: '@tensorflow/tfjs-backend-cpu', message: `backend: cpu${why}${convNote}` };
+  return { name: 'cpu', tfBackend: 'cpu', source: '@tensorflow/tfjs-backend-cpu', message: `backend: cpu${why}${convNote}` };
 }
 
 async function tryImport(specifier: string): Promise<boolean> {

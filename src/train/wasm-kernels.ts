@@ -1,75 +1,86 @@
 /**
  * Kernel replacements for the tfjs wasm backend (tfjs 4.22.0; these use backend internals, so the
- * version is pinned and the kernels are tested against the cpu backend):
+ * version is pinned and the kernels are tested against the cpu backend). Three sets:
  *
- *  - Conv2DBackpropFilter is missing from wasm, so a student with convolutions cannot train there.
- *    It is computed here as im2col + one plain matrix product on wasm: dW[r, co] = P^T[r, m] * dY[m, co],
- *    with r = (fh, fw, ci) and m = (b, oh, ow). P^T is built directly in transposed form, so the
- *    product needs no transpose flag (wasm's transposed GEMM is ~10x slower than the plain one).
- *  - BatchMatMul / _FusedMatMul with a transpose flag: transpose explicitly, then run the plain
- *    kernel. Backprop through a dense layer is dominated by transposed products; this also avoids
- *    the shipped fused kernel's wrong results for transpose + bias.
+ *  - 'stock': wasm as shipped, plus the gradients it lacks (below), without which convolutional
+ *    students cannot train at all. For benchmarks.
+ *  - 'wasm' (pure wasm, always available): 'stock' plus BatchMatMul / _FusedMatMul with a transpose
+ *    flag computed as explicit transpose + plain kernel. Backprop through a dense layer is dominated
+ *    by transposed products, which wasm runs ~10x slower than plain ones; this also avoids the
+ *    shipped fused kernel's wrong results for transpose + bias.
+ *  - 'native': matrix products and convolutions on the machine's BLAS (kernels/native.ts), all
+ *    cores; what those do not handle goes to the 'wasm' kernels.
+ *
+ * In 'wasm' and 'native', also: Identity and same-dtype Cast share the input's memory instead of
+ * copying it (as the cpu backend does); Sum over leading axes (bias gradients) is a pass of column
+ * sums instead of a transpose + reduction (kernels/reduce.ts); MaxPoolGrad scans each window once
+ * (kernels/pool.ts; the shipped kernel re-scans windows per input element).
+ *
+ * Missing from tfjs-backend-wasm and provided in every set:
+ *  - Conv2DBackpropFilter: im2col + one plain matrix product on wasm, dW[r, co] = P^T[r, m] * dY[m, co]
+ *    with r = (fh, fw, ci) and m = (b, oh, ow); P^T is built directly in transposed form, so the
+ *    product needs no transpose flag.
+ *  - DepthwiseConv2dNativeBackpropInput / Filter: loops over the heap (kernels/depthwise.ts).
  */
 import * as tf from '@tensorflow/tfjs';
+import { type ConvAttrs, convDims } from './kernels/conv-dims.js';
+import { depthwiseBackpropFilter, depthwiseBackpropInput } from './kernels/depthwise.js';
+import { type NativeAddon, nativeKernels } from './kernels/native.js';
+import { type PoolAttrs, maxPoolBackprop, poolDims } from './kernels/pool.js';
+import { columnSums, leadingSplit } from './kernels/reduce.js';
+import { type KernelArgs, type KernelFn, type TensorInfo, heapF32, offsetOf } from './kernels/wasm-heap.js';
 
-type TensorInfo = tf.TensorInfo;
+export type WasmKernelSet = 'stock' | 'wasm' | 'native';
 
-interface WasmBackend {
-  makeOutput(shape: number[], dtype: tf.DataType): TensorInfo;
-  typedArrayFromHeap(info: TensorInfo): Float32Array;
-  disposeData(dataId: object): boolean;
-}
+const REPLACEABLE = [
+  'Transpose', 'BatchMatMul', '_FusedMatMul', 'Conv2D', 'FusedConv2D', 'Conv2DBackpropInput', 'Conv2DBackpropFilter',
+  'DepthwiseConv2dNative', 'FusedDepthwiseConv2D', 'DepthwiseConv2dNativeBackpropInput', 'DepthwiseConv2dNativeBackpropFilter',
+  'Identity', 'Cast', 'Sum', 'MaxPoolGrad',
+] as const;
 
-interface KernelArgs {
-  inputs: Record<string, TensorInfo | undefined>;
-  backend: WasmBackend;
-  attrs: Record<string, unknown>;
-}
-
-type KernelFn = (args: KernelArgs) => TensorInfo;
-
-let originals: Record<string, KernelFn | undefined> | null = null;
+let shipped: Record<string, KernelFn | undefined> | null = null;
 
 /**
- * Register the replacements (idempotent); returns the kernels that differ from tfjs-backend-wasm as
- * shipped. `matmul: false` keeps the shipped matmul kernels (for benchmarks); Conv2DBackpropFilter
- * is always provided since wasm has none.
+ * Register a kernel set on the wasm backend (call after the backend is set up; calling again with
+ * another set switches). Returns the kernels that differ from tfjs-backend-wasm as shipped.
  */
+export function configureWasmKernels(set: WasmKernelSet, native?: NativeAddon): string[] {
+  shipped ??= Object.fromEntries(REPLACEABLE.map((name) => [name, tf.getKernel(name, 'wasm')?.kernelFunc as unknown as KernelFn | undefined]));
+  const { Transpose: transpose, BatchMatMul: batchMatMul, _FusedMatMul: fusedMatMul } = shipped;
+  if (!transpose || !batchMatMul || !fusedMatMul) return [];
+
+  const pure: Record<string, KernelFn> = {};
+  for (const name of REPLACEABLE) if (shipped[name]) pure[name] = shipped[name]!;
+  pure.Conv2DBackpropFilter = shipped.Conv2DBackpropFilter ?? ((args) => conv2DBackpropFilter(args, batchMatMul));
+  pure.DepthwiseConv2dNativeBackpropInput = shipped.DepthwiseConv2dNativeBackpropInput ?? depthwiseInputKernel;
+  pure.DepthwiseConv2dNativeBackpropFilter = shipped.DepthwiseConv2dNativeBackpropFilter ?? depthwiseFilterKernel;
+  if (set !== 'stock') {
+    pure.BatchMatMul = (args) => withExplicitTranspose(args, batchMatMul, transpose);
+    pure._FusedMatMul = (args) => withExplicitTranspose(args, fusedMatMul, transpose);
+    pure.Identity = shareIdentity(shipped.Identity!);
+    pure.Cast = shareCast(shipped.Cast!);
+    pure.MaxPoolGrad = maxPoolGradKernel;
+  }
+  if (set !== 'stock') pure.Sum = leadingAxesSum(shipped.Sum!);
+  const kernels = set === 'native' && native ? { ...pure, ...nativeKernels(native, pure) } : pure;
+  const changed: string[] = [];
+  for (const name of REPLACEABLE) {
+    const fn = kernels[name];
+    if (!fn) continue;
+    register(name, fn);
+    if (fn !== shipped[name]) changed.push(name);
+  }
+  return changed;
+}
+
+/** The pure wasm set (kept for callers of the earlier API); `matmul: false` gives 'stock'. */
 export function installWasmKernels(opts: { matmul?: boolean } = {}): string[] {
-  const original = (name: string) => tf.getKernel(name, 'wasm')?.kernelFunc as unknown as KernelFn | undefined;
-  originals ??= {
-    Transpose: original('Transpose'),
-    BatchMatMul: original('BatchMatMul'),
-    _FusedMatMul: original('_FusedMatMul'),
-    Conv2DBackpropFilter: original('Conv2DBackpropFilter'),
-  };
-  const { Transpose: transpose, BatchMatMul: batchMatMul, _FusedMatMul: fusedMatMul } = originals;
-  if (!transpose || !batchMatMul) return [];
-  const done: string[] = [];
-  if (!originals.Conv2DBackpropFilter) {
-    register('Conv2DBackpropFilter', (args) => conv2DBackpropFilter(args, batchMatMul));
-    done.push('Conv2DBackpropFilter');
-  }
-  const matmul = opts.matmul ?? true;
-  register('BatchMatMul', matmul ? (args) => withExplicitTranspose(args, batchMatMul, transpose) : batchMatMul);
-  if (matmul) done.push('BatchMatMul');
-  if (fusedMatMul) {
-    register('_FusedMatMul', matmul ? (args) => withExplicitTranspose(args, fusedMatMul, transpose) : fusedMatMul);
-    if (matmul) done.push('_FusedMatMul');
-  }
-  return done;
+  return configureWasmKernels(opts.matmul ?? true ? 'wasm' : 'stock');
 }
 
 function register(kernelName: string, kernelFunc: KernelFn): void {
   if (tf.getKernel(kernelName, 'wasm')) tf.unregisterKernel(kernelName, 'wasm');
   tf.registerKernel({ kernelName, backendName: 'wasm', kernelFunc: kernelFunc as unknown as tf.KernelFunc });
-}
-
-function swapLastTwo(shape: number[]): number[] {
-  const s = shape.slice();
-  const n = s.length;
-  [s[n - 2], s[n - 1]] = [s[n - 1], s[n - 2]];
-  return s;
 }
 
 /** Run a matmul kernel with its transpose flags resolved by explicit transposes of the inputs. */
@@ -115,7 +126,7 @@ function conv2DBackpropFilter(args: KernelArgs, batchMatMul: KernelFn): TensorIn
 
   const patches = backend.makeOutput([1, rows, m], 'float32');
   try {
-    // Views only after every allocation: heap growth detaches older views.
+    // Views only after an allocation: heap growth detaches older views.
     const p = backend.typedArrayFromHeap(patches);
     const xs = backend.typedArrayFromHeap(x);
     for (let kh = 0; kh < fh; kh++) {
@@ -137,12 +148,84 @@ function conv2DBackpropFilter(args: KernelArgs, batchMatMul: KernelFn): TensorIn
         }
       }
     }
-    // dY viewed as [1, m, co]: the kernel reshapes its inputs itself and keeps dy's buffer.
-    const dy3: TensorInfo = { dataId: dy.dataId, shape: [1, m, co], dtype: 'float32' };
-    const out = batchMatMul({ inputs: { a: patches, b: dy3 }, backend, attrs: { transposeA: false, transposeB: false } });
-    out.shape = filterShape.slice();
-    return out;
+    // dY as [1, m, co] in a buffer of its own: wasm caches the packed right-hand side of a product
+    // by tensor id, so dy's id must not be reused with another shape.
+    const dy3 = backend.makeOutput([1, m, co], 'float32');
+    try {
+      backend.typedArrayFromHeap(dy3).set(backend.typedArrayFromHeap(dy));
+      const out = batchMatMul({ inputs: { a: patches, b: dy3 }, backend, attrs: { transposeA: false, transposeB: false } });
+      out.shape = filterShape.slice();
+      return out;
+    } finally {
+      backend.disposeData(dy3.dataId);
+    }
   } finally {
     backend.disposeData(patches.dataId);
   }
 }
+
+function depthwiseDims(args: KernelArgs, xShape: number[], filterShape: number[]) {
+  const attrs = args.attrs as unknown as ConvAttrs;
+  const d = convDims(xShape, filterShape, { ...attrs, dilations: attrs.dilations ?? 1 }, true);
+  if (!d) throw new Error('depthwise convolution gradient (wasm replacement): only NHWC is supported');
+  return d;
+}
+
+const depthwiseInputKernel: KernelFn = (args) => {
+  const { inputs, backend, attrs } = args;
+  const dy = inputs.dy!;
+  const filter = inputs.filter!;
+  const inputShape = (attrs.inputShape as number[]).slice();
+  const d = depthwiseDims(args, inputShape, filter.shape);
+  const out = backend.makeOutput(inputShape, 'float32');
+  const heap = heapF32(backend);
+  depthwiseBackpropInput(d, heap, offsetOf(backend, dy), heap, offsetOf(backend, filter), heap, offsetOf(backend, out));
+  return out;
+};
+
+const depthwiseFilterKernel: KernelFn = (args) => {
+  const { inputs, backend, attrs } = args;
+  const x = inputs.x!;
+  const dy = inputs.dy!;
+  const filterShape = (attrs.filterShape as number[]).slice();
+  const d = depthwiseDims(args, x.shape, filterShape);
+  const out = backend.makeOutput(filterShape, 'float32');
+  const heap = heapF32(backend);
+  depthwiseBackpropFilter(d, heap, offsetOf(backend, x), heap, offsetOf(backend, dy), heap, offsetOf(backend, out));
+  return out;
+};
+
+/** The output shares the input's memory (reference counted by the backend), as on the cpu backend. */
+function shareIdentity(original: KernelFn): KernelFn {
+  return (args) => {
+    const x = args.inputs.x!;
+    if (x.dtype === 'string') return original(args);
+    (args.backend as unknown as { incRef(dataId: object): void }).incRef(x.dataId);
+    return { dataId: x.dataId, shape: x.shape.slice(), dtype: x.dtype };
+  };
+}
+
+function shareCast(original: KernelFn): KernelFn {
+  const identity = shareIdentity(original);
+  return (args) => (args.inputs.x!.dtype === args.attrs.dtype ? identity(args) : original(args));
+}
+
+const leadingAxesSum = (original: KernelFn): KernelFn => (args) => {
+  const split = leadingSplit(args);
+  if (!split) return original(args);
+  const out = args.backend.makeOutput(split.outShape, 'float32');
+  const heap = heapF32(args.backend);
+  columnSums(heap, offsetOf(args.backend, args.inputs.x!), split.rows, split.cols, heap, offsetOf(args.backend, out));
+  return out;
+};
+
+const maxPoolGradKernel: KernelFn = (args) => {
+  const { inputs, backend, attrs } = args;
+  const dy = inputs.dy!;
+  const x = inputs.input!;
+  const d = poolDims(x.shape, attrs as unknown as PoolAttrs);
+  const out = backend.makeOutput(x.shape.slice(), 'float32');
+  const heap = heapF32(backend);
+  maxPoolBackprop(d, heap, offsetOf(backend, x), heap, offsetOf(backend, dy), heap, offsetOf(backend, out));
+  return out;
+};

@@ -1,0 +1,710 @@
+// Native kernels for kdcache's tfjs students: matrix products on the machine's BLAS (OpenBLAS,
+// loaded with dlopen, so building needs only a C++ compiler and Node's headers) and
+// NHWC convolutions as im2col/col2im + GEMM. Every function works in place on typed arrays
+// that the caller owns (views of the tfjs wasm heap): nothing is copied or allocated on the JS
+// side, and the calls are synchronous, as tfjs kernels must be.
+//
+// Build: node tools/build-native.mjs (run by `npm run build`); loaded by src/train/kernels/native.ts.
+
+#include <node_api.h>
+#include <dlfcn.h>
+
+#include <algorithm>
+#include <atomic>
+#include <cmath>
+#include <condition_variable>
+#include <cstdint>
+#include <cstring>
+#include <functional>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <vector>
+
+namespace {
+
+// ---- BLAS, resolved at run time -------------------------------------------------------------
+
+enum { kRowMajor = 101, kNoTrans = 111, kTrans = 112 };
+using SgemmFn = void (*)(int, int, int, int, int, int, float, const float*, int, const float*, int, float, float*, int);
+using SetThreadsFn = void (*)(int);
+using GetThreadsFn = int (*)();
+using GetConfigFn = char* (*)();
+
+SgemmFn g_sgemm = nullptr;
+SetThreadsFn g_set_threads = nullptr;
+GetThreadsFn g_get_threads = nullptr;
+std::string g_blas_name;
+std::string g_blas_config;
+
+// Only optimised BLAS builds are worth loading: the reference libblas is slower than wasm.
+bool LoadBlas(const char* requested, std::string* error) {
+  if (g_sgemm) return true;
+  std::vector<std::string> candidates;
+  if (requested && *requested) candidates.push_back(requested);
+  else candidates = {"libopenblas.so.0", "libopenblas.so", "libopenblasp-r0.3.21.so", "libopenblas.so.3"};
+  std::string tried;
+  for (const auto& name : candidates) {
+    void* h = dlopen(name.c_str(), RTLD_NOW | RTLD_LOCAL);
+    if (!h) {
+      tried += (tried.empty() ? "" : "; ") + name + ": " + dlerror();
+      continue;
+    }
+    auto sgemm = reinterpret_cast<SgemmFn>(dlsym(h, "cblas_sgemm"));
+    auto config = reinterpret_cast<GetConfigFn>(dlsym(h, "openblas_get_config"));
+    if (!sgemm || (!config && !(requested && *requested))) {
+      tried += (tried.empty() ? "" : "; ") + name + ": no cblas_sgemm/openblas_get_config";
+      dlclose(h);
+      continue;
+    }
+    g_sgemm = sgemm;
+    g_set_threads = reinterpret_cast<SetThreadsFn>(dlsym(h, "openblas_set_num_threads"));
+    g_get_threads = reinterpret_cast<GetThreadsFn>(dlsym(h, "openblas_get_num_threads"));
+    g_blas_name = name;
+    g_blas_config = config ? config() : "";
+    return true;
+  }
+  *error = tried;
+  return false;
+}
+
+// ---- a small pool for the loops around the GEMMs (im2col, col2im, depthwise, epilogues) -----
+
+class Pool {
+ public:
+  void Resize(int threads) {
+    Stop();
+    n_ = std::max(1, threads);
+    stop_ = false;
+    for (int i = 1; i < n_; i++) workers_.emplace_back([this, i] { Loop(i); });
+  }
+  int size() const { return n_; }
+  // Runs fn(part, parts) for every part in [0, parts) across the pool; the caller takes part 0.
+  void Run(int parts, const std::function<void(int, int)>& fn) {
+    parts = std::min(parts, n_);
+    if (parts <= 1) {
+      fn(0, 1);
+      return;
+    }
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      job_ = &fn;
+      parts_ = parts;
+      pending_.store(parts - 1);
+      generation_++;
+    }
+    cv_.notify_all();
+    fn(0, parts);
+    // The other parts are short (milliseconds): spin, then yield.
+    while (pending_.load(std::memory_order_acquire) > 0) std::this_thread::yield();
+    std::lock_guard<std::mutex> lock(mu_);
+    job_ = nullptr;
+  }
+  ~Pool() { Stop(); }
+
+ private:
+  void Loop(int id) {
+    uint64_t seen = 0;
+    for (;;) {
+      const std::function<void(int, int)>* job;
+      int parts;
+      {
+        std::unique_lock<std::mutex> lock(mu_);
+        cv_.wait(lock, [&] { return stop_ || generation_ != seen; });
+        if (stop_) return;
+        seen = generation_;
+        job = job_;
+        parts = parts_;
+      }
+      if (job && id < parts) {
+        (*job)(id, parts);
+        pending_.fetch_sub(1, std::memory_order_release);
+      }
+    }
+  }
+  void Stop() {
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      stop_ = true;
+    }
+    cv_.notify_all();
+    for (auto& t : workers_) t.join();
+    workers_.clear();
+  }
+  int n_ = 1;
+  bool stop_ = false;
+  std::vector<std::thread> workers_;
+  std::mutex mu_;
+  std::condition_variable cv_;
+  const std::function<void(int, int)>* job_ = nullptr;
+  int parts_ = 0;
+  std::atomic<int> pending_{0};
+  uint64_t generation_ = 0;
+};
+
+Pool g_pool;
+
+// Split [0, n) into `parts` nearly equal ranges.
+inline void Range(int64_t n, int part, int parts, int64_t* lo, int64_t* hi) {
+  *lo = n * part / parts;
+  *hi = n * (part + 1) / parts;
+}
+
+template <typename F>
+void ParallelFor(int64_t n, int64_t min_per_part, F&& body) {
+  int parts = static_cast<int>(std::min<int64_t>(g_pool.size(), std::max<int64_t>(1, n / std::max<int64_t>(1, min_per_part))));
+  std::function<void(int, int)> fn = [&](int part, int count) {
+    int64_t lo, hi;
+    Range(n, part, count, &lo, &hi);
+    if (lo < hi) body(lo, hi);
+  };
+  g_pool.Run(parts, fn);
+}
+
+void Sgemm(bool ta, bool tb, int m, int n, int k, float alpha, const float* a, int lda, const float* b, int ldb, float beta, float* c, int ldc) {
+  if (m <= 0 || n <= 0) return;
+  if (k <= 0) {
+    for (int i = 0; i < m; i++) {
+      float* row = c + static_cast<int64_t>(i) * ldc;
+      for (int j = 0; j < n; j++) row[j] = beta == 0.f ? 0.f : row[j] * beta;
+    }
+    return;
+  }
+  g_sgemm(kRowMajor, ta ? kTrans : kNoTrans, tb ? kTrans : kNoTrans, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+}
+
+// ---- convolutions, NHWC, filters HWIO ([KH, KW, Cin, Cout] = a [K, Cout] matrix) ------------
+
+struct Conv {
+  int64_t batch, in_h, in_w, in_c, out_h, out_w, out_c, k_h, k_w, stride_h, stride_w, dil_h, dil_w, pad_top, pad_left;
+  // depthwise: out_c = in_c * multiplier
+  int64_t rows() const { return batch * out_h * out_w; }
+  int64_t patch() const { return k_h * k_w * in_c; }
+};
+
+// Rows [r0, r1) of the patch matrix: row r = (b, oh, ow), columns (kh, kw, ci).
+void Im2col(const Conv& c, const float* x, float* col, int64_t r0, int64_t r1) {
+  const int64_t k = c.patch();
+  ParallelFor(r1 - r0, 256, [&](int64_t lo, int64_t hi) {
+    for (int64_t r = r0 + lo; r < r0 + hi; r++) {
+      const int64_t ow = r % c.out_w;
+      const int64_t oh = (r / c.out_w) % c.out_h;
+      const int64_t b = r / (c.out_w * c.out_h);
+      float* dst = col + (r - r0) * k;
+      const float* xb = x + b * c.in_h * c.in_w * c.in_c;
+      for (int64_t kh = 0; kh < c.k_h; kh++) {
+        const int64_t ih = oh * c.stride_h + kh * c.dil_h - c.pad_top;
+        for (int64_t kw = 0; kw < c.k_w; kw++, dst += c.in_c) {
+          const int64_t iw = ow * c.stride_w + kw * c.dil_w - c.pad_left;
+          if (ih < 0 || ih >= c.in_h || iw < 0 || iw >= c.in_w) std::memset(dst, 0, sizeof(float) * c.in_c);
+          else std::memcpy(dst, xb + (ih * c.in_w + iw) * c.in_c, sizeof(float) * c.in_c);
+        }
+      }
+    }
+  });
+}
+
+// dx += the patch-matrix gradient of rows [r0, r1). Parallel over images: rows of one image only
+// ever touch that image.
+void Col2im(const Conv& c, const float* col, float* dx, int64_t r0, int64_t r1) {
+  const int64_t k = c.patch();
+  const int64_t per_image = c.out_h * c.out_w;
+  const int64_t b0 = r0 / per_image;
+  const int64_t b1 = (r1 + per_image - 1) / per_image;
+  ParallelFor(b1 - b0, 1, [&](int64_t lo, int64_t hi) {
+    for (int64_t b = b0 + lo; b < b0 + hi; b++) {
+      const int64_t start = std::max(r0, b * per_image);
+      const int64_t end = std::min(r1, (b + 1) * per_image);
+      float* xb = dx + b * c.in_h * c.in_w * c.in_c;
+      for (int64_t r = start; r < end; r++) {
+        const int64_t ow = r % c.out_w;
+        const int64_t oh = (r / c.out_w) % c.out_h;
+        const float* src = col + (r - r0) * k;
+        for (int64_t kh = 0; kh < c.k_h; kh++) {
+          const int64_t ih = oh * c.stride_h + kh * c.dil_h - c.pad_top;
+          for (int64_t kw = 0; kw < c.k_w; kw++, src += c.in_c) {
+            const int64_t iw = ow * c.stride_w + kw * c.dil_w - c.pad_left;
+            if (ih < 0 || ih >= c.in_h || iw < 0 || iw >= c.in_w) continue;
+            float* d = xb + (ih * c.in_w + iw) * c.in_c;
+            for (int64_t ci = 0; ci < c.in_c; ci++) d[ci] += src[ci];
+          }
+        }
+      }
+    }
+  });
+}
+
+thread_local std::vector<float> t_scratch;
+
+float* Scratch(int64_t n) {
+  if (static_cast<int64_t>(t_scratch.size()) < n) t_scratch.resize(n);
+  return t_scratch.data();
+}
+
+// Rows of the patch matrix handled at once: bounds the scratch memory (~16 MB) whatever the layer.
+int64_t BlockRows(const Conv& c) {
+  return std::max<int64_t>(1, std::min<int64_t>(c.rows(), (4 << 20) / std::max<int64_t>(1, c.patch())));
+}
+
+bool IsPointwise(const Conv& c) {
+  return c.k_h == 1 && c.k_w == 1 && c.stride_h == 1 && c.stride_w == 1 && c.pad_top == 0 && c.pad_left == 0 &&
+         c.out_h == c.in_h && c.out_w == c.in_w;
+}
+
+void ConvForward(const Conv& c, const float* x, const float* w, float* y) {
+  const int64_t k = c.patch();
+  if (IsPointwise(c)) {
+    Sgemm(false, false, c.rows(), c.out_c, k, 1.f, x, k, w, c.out_c, 0.f, y, c.out_c);
+    return;
+  }
+  const int64_t block = BlockRows(c);
+  float* col = Scratch(block * k);
+  for (int64_t r0 = 0; r0 < c.rows(); r0 += block) {
+    const int64_t r1 = std::min(c.rows(), r0 + block);
+    Im2col(c, x, col, r0, r1);
+    Sgemm(false, false, r1 - r0, c.out_c, k, 1.f, col, k, w, c.out_c, 0.f, y + r0 * c.out_c, c.out_c);
+  }
+}
+
+void ConvBackpropInput(const Conv& c, const float* dy, const float* w, float* dx) {
+  const int64_t k = c.patch();
+  if (IsPointwise(c)) {
+    Sgemm(false, true, c.rows(), k, c.out_c, 1.f, dy, c.out_c, w, c.out_c, 0.f, dx, k);
+    return;
+  }
+  std::memset(dx, 0, sizeof(float) * c.batch * c.in_h * c.in_w * c.in_c);
+  const int64_t block = BlockRows(c);
+  float* col = Scratch(block * k);
+  for (int64_t r0 = 0; r0 < c.rows(); r0 += block) {
+    const int64_t r1 = std::min(c.rows(), r0 + block);
+    Sgemm(false, true, r1 - r0, k, c.out_c, 1.f, dy + r0 * c.out_c, c.out_c, w, c.out_c, 0.f, col, k);
+    Col2im(c, col, dx, r0, r1);
+  }
+}
+
+void ConvBackpropFilter(const Conv& c, const float* x, const float* dy, float* dw) {
+  const int64_t k = c.patch();
+  if (IsPointwise(c)) {
+    Sgemm(true, false, k, c.out_c, c.rows(), 1.f, x, k, dy, c.out_c, 0.f, dw, c.out_c);
+    return;
+  }
+  const int64_t block = BlockRows(c);
+  float* col = Scratch(block * k);
+  for (int64_t r0 = 0; r0 < c.rows(); r0 += block) {
+    const int64_t r1 = std::min(c.rows(), r0 + block);
+    Im2col(c, x, col, r0, r1);
+    Sgemm(true, false, k, c.out_c, r1 - r0, 1.f, col, k, dy + r0 * c.out_c, c.out_c, r0 == 0 ? 0.f : 1.f, dw, c.out_c);
+  }
+}
+
+// Depthwise: y[b, oh, ow, ci * m + q] = sum_{kh, kw} x[b, ih, iw, ci] * w[kh, kw, ci, q].
+void DepthwiseForward(const Conv& c, const float* x, const float* w, float* y) {
+  const int64_t m = c.out_c / c.in_c;
+  ParallelFor(c.rows(), 64, [&](int64_t lo, int64_t hi) {
+    for (int64_t r = lo; r < hi; r++) {
+      const int64_t ow = r % c.out_w;
+      const int64_t oh = (r / c.out_w) % c.out_h;
+      const int64_t b = r / (c.out_w * c.out_h);
+      float* out = y + r * c.out_c;
+      std::memset(out, 0, sizeof(float) * c.out_c);
+      for (int64_t kh = 0; kh < c.k_h; kh++) {
+        const int64_t ih = oh * c.stride_h + kh * c.dil_h - c.pad_top;
+        if (ih < 0 || ih >= c.in_h) continue;
+        for (int64_t kw = 0; kw < c.k_w; kw++) {
+          const int64_t iw = ow * c.stride_w + kw * c.dil_w - c.pad_left;
+          if (iw < 0 || iw >= c.in_w) continue;
+          const float* xi = x + ((b * c.in_h + ih) * c.in_w + iw) * c.in_c;
+          const float* wk = w + (kh * c.k_w + kw) * c.out_c;
+          if (m == 1) {
+            for (int64_t ci = 0; ci < c.in_c; ci++) out[ci] += xi[ci] * wk[ci];
+          } else {
+            for (int64_t ci = 0; ci < c.in_c; ci++)
+              for (int64_t q = 0; q < m; q++) out[ci * m + q] += xi[ci] * wk[ci * m + q];
+          }
+        }
+      }
+    }
+  });
+}
+
+void DepthwiseBackpropInput(const Conv& c, const float* dy, const float* w, float* dx) {
+  const int64_t m = c.out_c / c.in_c;
+  std::memset(dx, 0, sizeof(float) * c.batch * c.in_h * c.in_w * c.in_c);
+  // Parallel over images: an image's output rows only touch that image's input.
+  ParallelFor(c.batch, 1, [&](int64_t b0, int64_t b1) {
+    for (int64_t r = b0 * c.out_h * c.out_w; r < b1 * c.out_h * c.out_w; r++) {
+      const int64_t ow = r % c.out_w;
+      const int64_t oh = (r / c.out_w) % c.out_h;
+      const int64_t b = r / (c.out_w * c.out_h);
+      const float* g = dy + r * c.out_c;
+      for (int64_t kh = 0; kh < c.k_h; kh++) {
+        const int64_t ih = oh * c.stride_h + kh * c.dil_h - c.pad_top;
+        if (ih < 0 || ih >= c.in_h) continue;
+        for (int64_t kw = 0; kw < c.k_w; kw++) {
+          const int64_t iw = ow * c.stride_w + kw * c.dil_w - c.pad_left;
+          if (iw < 0 || iw >= c.in_w) continue;
+          float* d = dx + ((b * c.in_h + ih) * c.in_w + iw) * c.in_c;
+          const float* wk = w + (kh * c.k_w + kw) * c.out_c;
+          if (m == 1) {
+            for (int64_t ci = 0; ci < c.in_c; ci++) d[ci] += g[ci] * wk[ci];
+          } else {
+            for (int64_t ci = 0; ci < c.in_c; ci++) {
+              float s = 0.f;
+              for (int64_t q = 0; q < m; q++) s += g[ci * m + q] * wk[ci * m + q];
+              d[ci] += s;
+            }
+          }
+        }
+      }
+    }
+  });
+}
+
+void DepthwiseBackpropFilter(const Conv& c, const float* x, const float* dy, float* dw) {
+  const int64_t m = c.out_c / c.in_c;
+  const int64_t taps = c.k_h * c.k_w;
+  // Each part accumulates its own copy of dW (small: taps * out_c); summed at the end.
+  const int parts = static_cast<int>(std::min<int64_t>(g_pool.size(), std::max<int64_t>(1, c.rows() / 64)));
+  std::vector<float> partial(static_cast<size_t>(parts) * taps * c.out_c, 0.f);
+  std::function<void(int, int)> fn = [&](int part, int count) {
+    int64_t lo, hi;
+    Range(c.rows(), part, count, &lo, &hi);
+    float* acc = partial.data() + static_cast<int64_t>(part) * taps * c.out_c;
+    for (int64_t r = lo; r < hi; r++) {
+      const int64_t ow = r % c.out_w;
+      const int64_t oh = (r / c.out_w) % c.out_h;
+      const int64_t b = r / (c.out_w * c.out_h);
+      const float* g = dy + r * c.out_c;
+      for (int64_t kh = 0; kh < c.k_h; kh++) {
+        const int64_t ih = oh * c.stride_h + kh * c.dil_h - c.pad_top;
+        if (ih < 0 || ih >= c.in_h) continue;
+        for (int64_t kw = 0; kw < c.k_w; kw++) {
+          const int64_t iw = ow * c.stride_w + kw * c.dil_w - c.pad_left;
+          if (iw < 0 || iw >= c.in_w) continue;
+          const float* xi = x + ((b * c.in_h + ih) * c.in_w + iw) * c.in_c;
+          float* a = acc + (kh * c.k_w + kw) * c.out_c;
+          if (m == 1) {
+            for (int64_t ci = 0; ci < c.in_c; ci++) a[ci] += xi[ci] * g[ci];
+          } else {
+            for (int64_t ci = 0; ci < c.in_c; ci++)
+              for (int64_t q = 0; q < m; q++) a[ci * m + q] += xi[ci] * g[ci * m + q];
+          }
+        }
+      }
+    }
+  };
+  g_pool.Run(parts, fn);
+  const int64_t n = taps * c.out_c;
+  for (int64_t i = 0; i < n; i++) {
+    float s = 0.f;
+    for (int p = 0; p < parts; p++) s += partial[static_cast<int64_t>(p) * n + i];
+    dw[i] = s;
+  }
+}
+
+// ---- pooling ----------------------------------------------------------------------------------
+
+// dx of max pooling, NHWC; d = [batch, inH, inW, C, outH, outW, fH, fW, sH, sW, dilH, dilW, padTop,
+// padLeft]. The first maximum of a window (row-major, strict >, from -inf) takes the gradient, as in
+// tfjs; overlapping windows add up. Parallel over images.
+void MaxPoolBackprop(const int32_t* d, const float* x, const float* dy, float* dx) {
+  const int64_t nb = d[0], ih = d[1], iw = d[2], c = d[3], oh = d[4], ow = d[5], fh = d[6], fw = d[7], sh = d[8], sw = d[9], dh = d[10], dw = d[11], pt = d[12], pl = d[13];
+  std::memset(dx, 0, sizeof(float) * nb * ih * iw * c);
+  ParallelFor(nb, 1, [&](int64_t b0, int64_t b1) {
+    std::vector<float> best(c);
+    std::vector<int64_t> at(c);
+    for (int64_t b = b0; b < b1; b++) {
+      const float* xb = x + b * ih * iw * c;
+      float* dxb = dx + b * ih * iw * c;
+      for (int64_t y = 0; y < oh; y++) {
+        for (int64_t xo = 0; xo < ow; xo++) {
+          std::fill(best.begin(), best.end(), -INFINITY);
+          std::fill(at.begin(), at.end(), -1);
+          for (int64_t fy = 0; fy < fh; fy += dh) {
+            const int64_t iy = y * sh - pt + fy;
+            if (iy < 0 || iy >= ih) continue;
+            for (int64_t fx = 0; fx < fw; fx += dw) {
+              const int64_t ix = xo * sw - pl + fx;
+              if (ix < 0 || ix >= iw) continue;
+              const int64_t p = (iy * iw + ix) * c;
+              for (int64_t ch = 0; ch < c; ch++) {
+                const float v = xb[p + ch];
+                if (v > best[ch]) {
+                  best[ch] = v;
+                  at[ch] = p + ch;
+                }
+              }
+            }
+          }
+          const float* g = dy + ((b * oh + y) * ow + xo) * c;
+          for (int64_t ch = 0; ch < c; ch++)
+            if (at[ch] >= 0) dxb[at[ch]] += g[ch];
+        }
+      }
+    }
+  });
+}
+
+// ---- N-API glue ------------------------------------------------------------------------------
+
+struct Args {
+  napi_env env;
+  napi_value argv[20];
+  size_t argc = 20;
+  bool ok = true;
+};
+
+bool Fail(napi_env env, const std::string& message) {
+  napi_throw_error(env, nullptr, message.c_str());
+  return false;
+}
+
+bool GetArgs(napi_env env, napi_callback_info info, Args* a, size_t want) {
+  a->env = env;
+  if (napi_get_cb_info(env, info, &a->argc, a->argv, nullptr, nullptr) != napi_ok) return Fail(env, "bad call");
+  if (a->argc < want) return Fail(env, "kdcache native: too few arguments");
+  return true;
+}
+
+bool Int(Args& a, size_t i, int64_t* out) {
+  double v;
+  if (napi_get_value_double(a.env, a.argv[i], &v) != napi_ok) return Fail(a.env, "kdcache native: expected a number at argument " + std::to_string(i));
+  *out = static_cast<int64_t>(v);
+  return true;
+}
+
+bool Num(Args& a, size_t i, double* out) {
+  if (napi_get_value_double(a.env, a.argv[i], out) != napi_ok) return Fail(a.env, "kdcache native: expected a number at argument " + std::to_string(i));
+  return true;
+}
+
+bool Bool(Args& a, size_t i, bool* out) {
+  if (napi_get_value_bool(a.env, a.argv[i], out) != napi_ok) return Fail(a.env, "kdcache native: expected a boolean at argument " + std::to_string(i));
+  return true;
+}
+
+// A Float32Array and an element offset into it, with `need` elements in range.
+bool Floats(Args& a, size_t i, size_t off_index, int64_t need, float** out) {
+  napi_typedarray_type type;
+  size_t length;
+  void* data;
+  napi_value buffer;
+  size_t byte_offset;
+  if (napi_get_typedarray_info(a.env, a.argv[i], &type, &length, &data, &buffer, &byte_offset) != napi_ok || type != napi_float32_array) {
+    return Fail(a.env, "kdcache native: expected a Float32Array at argument " + std::to_string(i));
+  }
+  int64_t off;
+  if (!Int(a, off_index, &off)) return false;
+  if (off < 0 || need < 0 || off + need > static_cast<int64_t>(length)) {
+    return Fail(a.env, "kdcache native: argument " + std::to_string(i) + " is out of range (offset " + std::to_string(off) + ", " + std::to_string(need) + " elements, length " + std::to_string(length) + ")");
+  }
+  *out = static_cast<float*>(data) + off;
+  return true;
+}
+
+napi_value Undefined(napi_env env) {
+  napi_value u;
+  napi_get_undefined(env, &u);
+  return u;
+}
+
+// load(libraryOrEmpty, threads) -> { blas, config, threads }
+napi_value JsLoad(napi_env env, napi_callback_info info) {
+  Args a;
+  if (!GetArgs(env, info, &a, 2)) return nullptr;
+  size_t len = 0;
+  char name[1024] = {0};
+  napi_get_value_string_utf8(env, a.argv[0], name, sizeof(name), &len);
+  int64_t threads;
+  if (!Int(a, 1, &threads)) return nullptr;
+  std::string error;
+  if (!LoadBlas(name, &error)) {
+    Fail(env, "no optimised BLAS found (" + error + ")");
+    return nullptr;
+  }
+  if (threads > 0) {
+    if (g_set_threads) g_set_threads(static_cast<int>(threads));
+    if (g_pool.size() != threads) g_pool.Resize(static_cast<int>(threads));
+  }
+  napi_value result, v;
+  napi_create_object(env, &result);
+  napi_create_string_utf8(env, g_blas_name.c_str(), NAPI_AUTO_LENGTH, &v);
+  napi_set_named_property(env, result, "blas", v);
+  napi_create_string_utf8(env, g_blas_config.c_str(), NAPI_AUTO_LENGTH, &v);
+  napi_set_named_property(env, result, "config", v);
+  napi_create_int32(env, g_get_threads ? g_get_threads() : 1, &v);
+  napi_set_named_property(env, result, "threads", v);
+  napi_create_int32(env, g_pool.size(), &v);
+  napi_set_named_property(env, result, "loopThreads", v);
+  return result;
+}
+
+// sgemm(ta, tb, m, n, k, alpha, A, aOff, lda, B, bOff, ldb, beta, C, cOff, ldc): row-major
+// C = alpha * op(A) * op(B) + beta * C.
+napi_value JsSgemm(napi_env env, napi_callback_info info) {
+  Args a;
+  if (!GetArgs(env, info, &a, 16)) return nullptr;
+  if (!g_sgemm) return Fail(env, "kdcache native: BLAS not loaded"), nullptr;
+  bool ta, tb;
+  int64_t m, n, k, lda, ldb, ldc;
+  double alpha, beta;
+  if (!Bool(a, 0, &ta) || !Bool(a, 1, &tb) || !Int(a, 2, &m) || !Int(a, 3, &n) || !Int(a, 4, &k) || !Num(a, 5, &alpha) ||
+      !Int(a, 8, &lda) || !Int(a, 11, &ldb) || !Num(a, 12, &beta) || !Int(a, 15, &ldc)) return nullptr;
+  if (m < 0 || n < 0 || k < 0 || m > INT32_MAX || n > INT32_MAX || k > INT32_MAX) return Fail(env, "kdcache native: bad matrix sizes"), nullptr;
+  // op(A) is m x k: stored (ta ? k x m : m x k) with leading dimension lda.
+  const int64_t a_rows = ta ? k : m, a_cols = ta ? m : k;
+  const int64_t b_rows = tb ? n : k, b_cols = tb ? k : n;
+  if (lda < std::max<int64_t>(1, a_cols) || ldb < std::max<int64_t>(1, b_cols) || ldc < std::max<int64_t>(1, n)) return Fail(env, "kdcache native: bad leading dimension"), nullptr;
+  float *A, *B, *C;
+  if (!Floats(a, 6, 7, a_rows == 0 ? 0 : (a_rows - 1) * lda + a_cols, &A) ||
+      !Floats(a, 9, 10, b_rows == 0 ? 0 : (b_rows - 1) * ldb + b_cols, &B) ||
+      !Floats(a, 13, 14, m == 0 ? 0 : (m - 1) * ldc + n, &C)) return nullptr;
+  Sgemm(ta, tb, static_cast<int>(m), static_cast<int>(n), static_cast<int>(k), static_cast<float>(alpha), A, static_cast<int>(lda), B,
+        static_cast<int>(ldb), static_cast<float>(beta), C, static_cast<int>(ldc));
+  return Undefined(env);
+}
+
+// conv(kind, X, xOff, W, wOff, Y, yOff, dims): dims = Int32Array [batch, inH, inW, inC, outH, outW,
+// outC, kH, kW, strideH, strideW, dilH, dilW, padTop, padLeft].
+// kind 0: Y = conv(X, W)          1: X = dconv/dX (Y holds dY)    2: W = dconv/dW (Y holds dY)
+// kind 3, 4, 5: the same for a depthwise convolution (outC = inC * multiplier).
+napi_value JsConv(napi_env env, napi_callback_info info) {
+  Args a;
+  if (!GetArgs(env, info, &a, 8)) return nullptr;
+  int64_t kind;
+  if (!Int(a, 0, &kind)) return nullptr;
+  if (kind < 0 || kind > 5) return Fail(env, "kdcache native: bad conv kind"), nullptr;
+  if (kind <= 2 && !g_sgemm) return Fail(env, "kdcache native: BLAS not loaded"), nullptr;
+  napi_typedarray_type type;
+  size_t length;
+  void* data;
+  napi_value buffer;
+  size_t byte_offset;
+  if (napi_get_typedarray_info(env, a.argv[7], &type, &length, &data, &buffer, &byte_offset) != napi_ok || type != napi_int32_array || length < 15) {
+    return Fail(env, "kdcache native: conv dims must be an Int32Array of 15"), nullptr;
+  }
+  const int32_t* d = static_cast<const int32_t*>(data);
+  for (int i = 0; i < 15; i++) {
+    if (d[i] < (i >= 13 ? -(1 << 20) : 1)) return Fail(env, "kdcache native: bad conv dims"), nullptr;
+  }
+  Conv c{d[0], d[1], d[2], d[3], d[4], d[5], d[6], d[7], d[8], d[9], d[10], d[11], d[12], d[13], d[14]};
+  const bool depthwise = kind >= 3;
+  if (depthwise && c.out_c % c.in_c != 0) return Fail(env, "kdcache native: depthwise output channels must be a multiple of the input's"), nullptr;
+  const int64_t nx = c.batch * c.in_h * c.in_w * c.in_c;
+  const int64_t nw = depthwise ? c.k_h * c.k_w * c.out_c : c.patch() * c.out_c;
+  const int64_t ny = c.rows() * c.out_c;
+  float *X, *W, *Y;
+  if (!Floats(a, 1, 2, nx, &X) || !Floats(a, 3, 4, nw, &W) || !Floats(a, 5, 6, ny, &Y)) return nullptr;
+  switch (kind) {
+    case 0: ConvForward(c, X, W, Y); break;
+    case 1: ConvBackpropInput(c, Y, W, X); break;
+    case 2: ConvBackpropFilter(c, X, Y, W); break;
+    case 3: DepthwiseForward(c, X, W, Y); break;
+    case 4: DepthwiseBackpropInput(c, Y, W, X); break;
+    case 5: DepthwiseBackpropFilter(c, X, Y, W); break;
+  }
+  return Undefined(env);
+}
+
+// epilogue(Y, yOff, rows, cols, bias | null, biasOff, act, alpha): Y[r, :] += bias, then the
+// activation in place. act: 0 linear, 1 relu, 2 relu6, 3 leakyrelu(alpha), 4 sigmoid, 5 elu.
+napi_value JsEpilogue(napi_env env, napi_callback_info info) {
+  Args a;
+  if (!GetArgs(env, info, &a, 8)) return nullptr;
+  int64_t rows, cols, act;
+  double alpha;
+  if (!Int(a, 2, &rows) || !Int(a, 3, &cols) || !Int(a, 6, &act) || !Num(a, 7, &alpha)) return nullptr;
+  if (rows < 0 || cols < 0 || act < 0 || act > 5) return Fail(env, "kdcache native: bad epilogue arguments"), nullptr;
+  float *Y, *bias = nullptr;
+  if (!Floats(a, 0, 1, rows * cols, &Y)) return nullptr;
+  napi_valuetype t;
+  napi_typeof(env, a.argv[4], &t);
+  if (t != napi_null && t != napi_undefined && !Floats(a, 4, 5, cols, &bias)) return nullptr;
+  const float al = static_cast<float>(alpha);
+  ParallelFor(rows, std::max<int64_t>(1, 16384 / std::max<int64_t>(1, cols)), [&](int64_t lo, int64_t hi) {
+    for (int64_t r = lo; r < hi; r++) {
+      float* y = Y + r * cols;
+      if (bias) for (int64_t j = 0; j < cols; j++) y[j] += bias[j];
+      switch (act) {
+        case 1: for (int64_t j = 0; j < cols; j++) y[j] = y[j] > 0.f ? y[j] : 0.f; break;
+        case 2: for (int64_t j = 0; j < cols; j++) y[j] = std::min(6.f, std::max(0.f, y[j])); break;
+        case 3: for (int64_t j = 0; j < cols; j++) y[j] = y[j] > 0.f ? y[j] : al * y[j]; break;
+        case 4: for (int64_t j = 0; j < cols; j++) y[j] = 1.f / (1.f + std::exp(-y[j])); break;
+        case 5: for (int64_t j = 0; j < cols; j++) y[j] = y[j] > 0.f ? y[j] : std::expm1(y[j]); break;
+        default: break;
+      }
+    }
+  });
+  return Undefined(env);
+}
+
+// columnSums(X, xOff, rows, cols, Y, yOff): Y[j] = sum_i X[i, j], accumulated in double. Rows are
+// split across threads into fixed ranges and the partial sums added in order: deterministic.
+napi_value JsColumnSums(napi_env env, napi_callback_info info) {
+  Args a;
+  if (!GetArgs(env, info, &a, 6)) return nullptr;
+  int64_t rows, cols;
+  if (!Int(a, 2, &rows) || !Int(a, 3, &cols)) return nullptr;
+  if (rows < 0 || cols < 0) return Fail(env, "kdcache native: bad sizes"), nullptr;
+  float *X, *Y;
+  if (!Floats(a, 0, 1, rows * cols, &X) || !Floats(a, 4, 5, cols, &Y)) return nullptr;
+  const int parts = static_cast<int>(std::min<int64_t>(g_pool.size(), std::max<int64_t>(1, rows * cols / 65536)));
+  std::vector<double> partial(static_cast<size_t>(parts) * cols, 0.0);
+  std::function<void(int, int)> fn = [&](int part, int count) {
+    int64_t lo, hi;
+    Range(rows, part, count, &lo, &hi);
+    double* acc = partial.data() + static_cast<int64_t>(part) * cols;
+    for (int64_t i = lo; i < hi; i++) {
+      const float* x = X + i * cols;
+      for (int64_t j = 0; j < cols; j++) acc[j] += x[j];
+    }
+  };
+  g_pool.Run(parts, fn);
+  for (int64_t j = 0; j < cols; j++) {
+    double s = 0;
+    for (int p = 0; p < parts; p++) s += partial[static_cast<int64_t>(p) * cols + j];
+    Y[j] = static_cast<float>(s);
+  }
+  return Undefined(env);
+}
+
+// maxPoolBackprop(X, xOff, DY, dyOff, DX, dxOff, dims Int32Array[14])
+napi_value JsMaxPoolBackprop(napi_env env, napi_callback_info info) {
+  Args a;
+  if (!GetArgs(env, info, &a, 7)) return nullptr;
+  napi_typedarray_type type;
+  size_t length;
+  void* data;
+  napi_value buffer;
+  size_t byte_offset;
+  if (napi_get_typedarray_info(env, a.argv[6], &type, &length, &data, &buffer, &byte_offset) != napi_ok || type != napi_int32_array || length < 14) {
+    return Fail(env, "kdcache native: pool dims must be an Int32Array of 14"), nullptr;
+  }
+  const int32_t* d = static_cast<const int32_t*>(data);
+  for (int i = 0; i < 12; i++) {
+    if (d[i] < 1) return Fail(env, "kdcache native: bad pool dims"), nullptr;
+  }
+  const int64_t nx = static_cast<int64_t>(d[0]) * d[1] * d[2] * d[3];
+  const int64_t ny = static_cast<int64_t>(d[0]) * d[4] * d[5] * d[3];
+  float *X, *DY, *DX;
+  if (!Floats(a, 0, 1, nx, &X) || !Floats(a, 2, 3, ny, &DY) || !Floats(a, 4, 5, nx, &DX)) return nullptr;
+  MaxPoolBackprop(d, X, DY, DX);
+  return Undefined(env);
+}
+
+napi_value Init(napi_env env, napi_value exports) {
+  const napi_property_descriptor props[] = {
+      {"load", nullptr, JsLoad, nullptr, nullptr, nullptr, napi_default, nullptr},
+      {"sgemm", nullptr, JsSgemm, nullptr, nullptr, nullptr, napi_default, nullptr},
+      {"conv", nullptr, JsConv, nullptr, nullptr, nullptr, napi_default, nullptr},
+      {"epilogue", nullptr, JsEpilogue, nullptr, nullptr, nullptr, napi_default, nullptr},
+      {"maxPoolBackprop", nullptr, JsMaxPoolBackprop, nullptr, nullptr, nullptr, napi_default, nullptr},
+      {"columnSums", nullptr, JsColumnSums, nullptr, nullptr, nullptr, napi_default, nullptr},
+  };
+  napi_define_properties(env, exports, sizeof(props) / sizeof(props[0]), props);
+  return exports;
+}
+
+}  // namespace
+
+NAPI_MODULE(NODE_GYP_MODULE_NAME, Init)

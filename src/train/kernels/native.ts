@@ -1,0 +1,220 @@
+/**
+ * Native kernels for the wasm backend: matrix products and convolutions run on the machine's
+ * BLAS through a small N-API addon (native/kdcache_native.cc, built by `npm run build` when a C++
+ * compiler is present; OpenBLAS is opened at run time). Tensors stay in the wasm heap: the addon
+ * reads and writes them in place, synchronously, on all cores. Everything else (elementwise ops,
+ * reductions, pooling, the optimizer) stays on wasm.
+ *
+ * Whatever a native kernel does not handle (NCHW, prelu, non-float32, unusual broadcasting) goes
+ * to the pure wasm kernel it replaces, so registering these never loses an op.
+ */
+import * as fs from 'node:fs';
+import { createRequire } from 'node:module';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import * as tf from '@tensorflow/tfjs';
+import { type ConvAttrs, type ConvDims, convDims, convOutShape } from './conv-dims.js';
+import { type PoolAttrs, poolDims } from './pool.js';
+import { leadingSplit } from './reduce.js';
+import { type KernelArgs, type KernelFn, type TensorInfo, heapF32, offsetOf, size } from './wasm-heap.js';
+
+export interface NativeAddon {
+  load(library: string, threads: number): { blas: string; config: string; threads: number; loopThreads: number };
+  sgemm(ta: boolean, tb: boolean, m: number, n: number, k: number, alpha: number,
+    a: Float32Array, aOff: number, lda: number, b: Float32Array, bOff: number, ldb: number,
+    beta: number, c: Float32Array, cOff: number, ldc: number): void;
+  conv(kind: number, x: Float32Array, xOff: number, w: Float32Array, wOff: number, y: Float32Array, yOff: number, dims: Int32Array): void;
+  epilogue(y: Float32Array, yOff: number, rows: number, cols: number, bias: Float32Array | null, biasOff: number, act: number, alpha: number): void;
+  maxPoolBackprop(x: Float32Array, xOff: number, dy: Float32Array, dyOff: number, dx: Float32Array, dxOff: number, dims: Int32Array): void;
+  columnSums(x: Float32Array, xOff: number, rows: number, cols: number, y: Float32Array, yOff: number): void;
+}
+
+export interface NativeInfo {
+  addon: NativeAddon;
+  file: string;
+  /** the shared library that provides BLAS, e.g. libopenblas.so.0 */
+  blas: string;
+  /** OpenBLAS's build description (version, kernel set) */
+  config: string;
+  threads: number;
+}
+
+export type NativeLoad = { ok: true; info: NativeInfo } | { ok: false; reason: string };
+
+const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../../..');
+export const NATIVE_ADDON = path.join(ROOT, 'native', 'build', 'kdcache_native.node');
+
+let loaded: NativeLoad | null = null;
+
+/**
+ * Load the addon and its BLAS once per process. KDCACHE_NATIVE=0 disables it; KDCACHE_BLAS names
+ * another BLAS library; KDCACHE_THREADS sets the thread count (default: all cores).
+ */
+export function loadNative(): NativeLoad {
+  if (loaded) return loaded;
+  if (process.env.KDCACHE_NATIVE === '0') return (loaded = { ok: false, reason: 'disabled by KDCACHE_NATIVE=0' });
+  const file = process.env.KDCACHE_NATIVE_ADDON || NATIVE_ADDON;
+  if (!fs.existsSync(file)) return (loaded = { ok: false, reason: `${path.relative(process.cwd(), file) || file} is not built (npm run build builds it when g++ is installed)` });
+  try {
+    const addon = createRequire(import.meta.url)(file) as NativeAddon;
+    const threads = Number(process.env.KDCACHE_THREADS) || (os.availableParallelism?.() ?? os.cpus().length);
+    const r = addon.load(process.env.KDCACHE_BLAS ?? '', threads);
+    return (loaded = { ok: true, info: { addon, file, blas: r.blas, config: r.config, threads: r.threads } });
+  } catch (err) {
+    const message = (err instanceof Error ? err.message : String(err)).split('\n')[0];
+    return (loaded = { ok: false, reason: /BLAS/.test(message) ? `${message}; install OpenBLAS (apt-get install libopenblas0-pthread)` : message });
+  }
+}
+
+const ACTIVATIONS: Record<string, number> = { linear: 0, relu: 1, relu6: 2, leakyrelu: 3, sigmoid: 4, elu: 5 };
+
+/** Activation code for the epilogue, or -1 when the native side does not implement it. */
+function activationCode(attrs: Record<string, unknown>, inputs: KernelArgs['inputs']): number {
+  if (inputs.preluActivationWeights) return -1;
+  const name = (attrs.activation as string | undefined) ?? 'linear';
+  return ACTIVATIONS[name] ?? -1;
+}
+
+/** A bias the epilogue can add: one value per output channel (shape [n], [1, n], ...). */
+function channelBias(bias: TensorInfo | undefined, n: number): boolean {
+  return !bias || (bias.dtype === 'float32' && size(bias.shape) === n && bias.shape[bias.shape.length - 1] === n);
+}
+
+/**
+ * The native kernels, each falling back to `pure[name]` (the pure wasm kernel) for what it does
+ * not handle.
+ */
+export function nativeKernels(native: NativeAddon, pure: Record<string, KernelFn>): Record<string, KernelFn> {
+  const matmul = (fused: boolean): KernelFn => (args) => {
+    const fallback = pure[fused ? '_FusedMatMul' : 'BatchMatMul'];
+    const { inputs, backend, attrs } = args;
+    const a = inputs.a!;
+    const b = inputs.b!;
+    const ta = Boolean(attrs.transposeA);
+    const tb = Boolean(attrs.transposeB);
+    const act = fused ? activationCode(attrs, inputs) : 0;
+    if (a.dtype !== 'float32' || b.dtype !== 'float32' || act < 0 || a.shape.length < 2 || b.shape.length < 2) return fallback(args);
+    const ra = a.shape.length;
+    const rb = b.shape.length;
+    const [m, k] = ta ? [a.shape[ra - 1], a.shape[ra - 2]] : [a.shape[ra - 2], a.shape[ra - 1]];
+    const [k2, n] = tb ? [b.shape[rb - 1], b.shape[rb - 2]] : [b.shape[rb - 2], b.shape[rb - 1]];
+    const batchA = size(a.shape.slice(0, -2));
+    const batchB = size(b.shape.slice(0, -2));
+    if (k !== k2 || !(batchA === batchB || batchA === 1 || batchB === 1)) return fallback(args);
+    let outBatch: number[];
+    try {
+      outBatch = tf.backend_util.assertAndGetBroadcastShape(a.shape.slice(0, -2), b.shape.slice(0, -2));
+    } catch {
+      return fallback(args);
+    }
+    const batch = Math.max(batchA, batchB);
+    const bias = fused ? inputs.bias : undefined;
+    if (size(outBatch) !== batch || !channelBias(bias, n) || m * n === 0) return fallback(args);
+    const out = backend.makeOutput([...outBatch, m, n], 'float32');
+    const heap = heapF32(backend);
+    const aOff = offsetOf(backend, a);
+    const bOff = offsetOf(backend, b);
+    const oOff = offsetOf(backend, out);
+    const lda = a.shape[ra - 1];
+    const ldb = b.shape[rb - 1];
+    for (let i = 0; i < batch; i++) {
+      native.sgemm(ta, tb, m, n, k, 1, heap, aOff + (batchA === 1 ? 0 : i * m * k), lda, heap, bOff + (batchB === 1 ? 0 : i * k * n), ldb, 0, heap, oOff + i * m * n, n);
+    }
+    if (bias || act !== 0) native.epilogue(heap, oOff, batch * m, n, bias ? heap : null, bias ? offsetOf(backend, bias) : 0, act, Number(attrs.leakyreluAlpha ?? 0.2));
+    return out;
+  };
+
+  /** Forward convolution (kind 0 regular, 3 depthwise), optionally fused with bias + activation. */
+  const forward = (kind: 0 | 3, name: string, fused: boolean): KernelFn => (args) => {
+    const { inputs, backend, attrs } = args;
+    const x = inputs.x!;
+    const filter = inputs.filter!;
+    const act = fused ? activationCode(attrs, inputs) : 0;
+    const d = floatInputs(x, filter) && act >= 0 ? convDims(x.shape, filter.shape, attrs as unknown as ConvAttrs, kind === 3) : null;
+    if (!d || !nonEmpty(d) || !channelBias(fused ? inputs.bias : undefined, d[6])) return pure[name](args);
+    const out = backend.makeOutput(convOutShape(d), 'float32');
+    const heap = heapF32(backend);
+    const oOff = offsetOf(backend, out);
+    native.conv(kind, heap, offsetOf(backend, x), heap, offsetOf(backend, filter), heap, oOff, d);
+    const bias = fused ? inputs.bias : undefined;
+    if (bias || act !== 0) native.epilogue(heap, oOff, d[0] * d[4] * d[5], d[6], bias ? heap : null, bias ? offsetOf(backend, bias) : 0, act, Number(attrs.leakyreluAlpha ?? 0.2));
+    return out;
+  };
+
+  /** dL/dx (kind 1 regular, 4 depthwise): inputs dy and filter, attrs.inputShape. */
+  const backpropInput = (kind: 1 | 4, name: string): KernelFn => (args) => {
+    const { inputs, backend, attrs } = args;
+    const dy = inputs.dy!;
+    const filter = inputs.filter!;
+    const inputShape = attrs.inputShape as number[];
+    const d = floatInputs(dy, filter) ? convDims(inputShape, filter.shape, { ...(attrs as unknown as ConvAttrs), dilations: (attrs.dilations as ConvAttrs['dilations']) ?? 1 }, kind === 4) : null;
+    if (!d || !nonEmpty(d) || !sameShape(convOutShape(d), dy.shape)) return pure[name](args);
+    const out = backend.makeOutput(inputShape.slice(), 'float32');
+    const heap = heapF32(backend);
+    native.conv(kind, heap, offsetOf(backend, out), heap, offsetOf(backend, filter), heap, offsetOf(backend, dy), d);
+    return out;
+  };
+
+  /** dL/dfilter (kind 2 regular, 5 depthwise): inputs x and dy, attrs.filterShape. */
+  const backpropFilter = (kind: 2 | 5, name: string): KernelFn => (args) => {
+    const { inputs, backend, attrs } = args;
+    const x = inputs.x!;
+    const dy = inputs.dy!;
+    const filterShape = attrs.filterShape as number[];
+    const d = floatInputs(x, dy) ? convDims(x.shape, filterShape, { ...(attrs as unknown as ConvAttrs), dilations: (attrs.dilations as ConvAttrs['dilations']) ?? 1 }, kind === 5) : null;
+    if (!d || !nonEmpty(d) || !sameShape(convOutShape(d), dy.shape)) return pure[name](args);
+    const out = backend.makeOutput(filterShape.slice(), 'float32');
+    const heap = heapF32(backend);
+    native.conv(kind, heap, offsetOf(backend, x), heap, offsetOf(backend, out), heap, offsetOf(backend, dy), d);
+    return out;
+  };
+
+  const maxPoolGrad: KernelFn = (args) => {
+    const { inputs, backend, attrs } = args;
+    const dy = inputs.dy!;
+    const x = inputs.input!;
+    if (x.dtype !== 'float32' || dy.dtype !== 'float32' || x.shape.length !== 4 || size(x.shape) === 0) return pure.MaxPoolGrad(args);
+    const d = poolDims(x.shape, attrs as unknown as PoolAttrs);
+    const out = backend.makeOutput(x.shape.slice(), 'float32');
+    const heap = heapF32(backend);
+    native.maxPoolBackprop(heap, offsetOf(backend, x), heap, offsetOf(backend, dy), heap, offsetOf(backend, out), d);
+    return out;
+  };
+
+  const sum: KernelFn = (args) => {
+    const split = leadingSplit(args);
+    if (!split) return pure.Sum(args);
+    const out = args.backend.makeOutput(split.outShape, 'float32');
+    const heap = heapF32(args.backend);
+    native.columnSums(heap, offsetOf(args.backend, args.inputs.x!), split.rows, split.cols, heap, offsetOf(args.backend, out));
+    return out;
+  };
+
+  return {
+    Sum: sum,
+    MaxPoolGrad: maxPoolGrad,
+    BatchMatMul: matmul(false),
+    _FusedMatMul: matmul(true),
+    Conv2D: forward(0, 'Conv2D', false),
+    FusedConv2D: forward(0, 'FusedConv2D', true),
+    Conv2DBackpropInput: backpropInput(1, 'Conv2DBackpropInput'),
+    Conv2DBackpropFilter: backpropFilter(2, 'Conv2DBackpropFilter'),
+    DepthwiseConv2dNative: forward(3, 'DepthwiseConv2dNative', false),
+    FusedDepthwiseConv2D: forward(3, 'FusedDepthwiseConv2D', true),
+    DepthwiseConv2dNativeBackpropInput: backpropInput(4, 'DepthwiseConv2dNativeBackpropInput'),
+    DepthwiseConv2dNativeBackpropFilter: backpropFilter(5, 'DepthwiseConv2dNativeBackpropFilter'),
+  };
+}
+
+function floatInputs(...xs: TensorInfo[]): boolean {
+  return xs.every((x) => x.dtype === 'float32' && x.shape.length === 4);
+}
+
+function nonEmpty(d: ConvDims): boolean {
+  return d.every((v, i) => i >= 13 || v > 0);
+}
+
+function sameShape(a: readonly number[], b: readonly number[]): boolean {
+  return a.length === b.length && a.every((v, i) => v === b[i]);
+}
