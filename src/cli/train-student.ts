@@ -26,6 +26,7 @@ export function trainStudentCommand(argv: string[]) {
     .option('alpha', { type: 'string', describe: `weight of the teacher term, 1 = pure distillation, 0 = labels only (default ${D.alpha})`, group: 'Loss:' })
     .option('temperature', { type: 'string', alias: 'T', describe: `softmax temperature T of the KD term (default ${D.temperature})`, group: 'Loss:' })
     .option('loss', { choices: ['kd', 'mse'] as const, default: D.loss, describe: 'kd: T²·KL on softened outputs; mse: mean squared error between logits (T unused)', group: 'Loss:' })
+    .option('tail', { choices: ['ignore', 'uniform', 'bucket'] as const, default: D.tail, describe: 'top-k caches: the unstored classes\' mass is dropped (ignore), spread evenly (uniform) or one extra outcome (bucket)', group: 'Loss:' })
     .option('epochs', { type: 'string', describe: `passes over the cache (default ${D.epochs})`, group: 'Optimisation:' })
     .option('batch-size', { type: 'string', describe: `examples per step (default ${D.batchSize})`, group: 'Optimisation:' })
     .option('lr', { type: 'string', describe: `learning rate (default ${D.lr})`, group: 'Optimisation:' })
@@ -63,6 +64,7 @@ export async function main(argv: string[]): Promise<void> {
     alpha: num('alpha', a.alpha),
     temperature: num('temperature', a.temperature),
     loss: a.loss,
+    tail: a.tail,
     epochs: num('epochs', a.epochs),
     batchSize: num('batch-size', a.batchSize),
     lr: num('lr', a.lr),

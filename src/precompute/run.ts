@@ -191,7 +191,7 @@ export async function precomputeLogits(opts: PrecomputeOptions): Promise<Precomp
       rowsPerSecond: rowsDone / Math.max(computeSecs, 1e-9),
       nonfiniteRows: nonfinite, nonfiniteExamples: examples,
       manifest, missingShards: missing,
-      fidelity: config.storage.kind === 'topk' ? combineFidelity(written.flatMap((r) => (r.fidelity ? [r.fidelity] : []))) : null,
+      fidelity: config.storage.kind === 'topk' ? combineFidelity(ours.flatMap((r) => (r.fidelity ? [r.fidelity] : []))) : null,
     };
     // A warning is not progress: --quiet does not silence it (the exit code is 3 either way).
     if (nonfinite > 0) warn(`warning: ${nonfinite} rows have NaN/Inf teacher outputs (rows ${examples.join(', ')}${nonfinite > examples.length ? ', ...' : ''}); train-student leaves them out of training`);

@@ -11,6 +11,7 @@ import { Worker, isMainThread, parentPort, workerData } from 'node:worker_thread
 import type { Manifest } from '../shards/manifest-types.js';
 import { UserError } from '../util/errors.js';
 import { type InputTransform, cacheSource } from './cache.js';
+import type { TailMode } from './sparse-targets.js';
 import { ExampleTable } from './examples.js';
 import type { ChunkSource } from './stream.js';
 
@@ -23,6 +24,8 @@ export interface WorkerSourceOptions {
   /** the data file to join (already verified against the manifest by the caller), or null for stored inputs */
   dataset: { file: string; inputColumn: string | null } | null;
   labels: Int32Array | null;
+  /** top-k caches: see CacheSourceOptions.tail */
+  tail?: TailMode;
 }
 
 interface Init extends WorkerSourceOptions {
@@ -106,7 +109,7 @@ async function serve(init: Init): Promise<void> {
   const port = parentPort!;
   const { openDataset } = await import('../data/open.js');
   const dataset = init.dataset ? await openDataset(init.dataset.file, init.dataset.inputColumn ? { inputColumn: init.dataset.inputColumn } : {}) : null;
-  const source = cacheSource({ cacheDir: init.cacheDir, manifest: init.manifest, transform: init.transform, dataset, labels: init.labels });
+  const source = cacheSource({ cacheDir: init.cacheDir, manifest: init.manifest, transform: init.transform, dataset, labels: init.labels, tail: init.tail });
   const spare: Float32Array[] = [];
   port.on('message', async (msg: { id: number; index: number } | { recycle: Float32Array }) => {
     if ('recycle' in msg) {

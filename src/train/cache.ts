@@ -13,7 +13,9 @@ import { readManifest, verifyCache } from '../shards/manifest.js';
 import { readShardFile } from '../shards/reader.js';
 import { type DType, type TypedArray, halfToFloat, product } from '../util/dtype.js';
 import { UserError, describeFsError } from '../util/errors.js';
+import { halvesToFloats } from '../util/half.js';
 import { ExampleTable } from './examples.js';
+import { type TailMode, denseTeacherRows } from './sparse-targets.js';
 import type { ChunkSource } from './stream.js';
 import type { InputLayout } from './students.js';
 
@@ -30,6 +32,9 @@ export async function openCache(cacheDir: string): Promise<Manifest> {
     throw new UserError(`--logits ${cacheDir}: not a kdcache cache (no ${MANIFEST_FILE}); pass the --out directory of precompute-logits`);
   }
   const manifest = await readManifest(cacheDir); // refuses incomplete or damaged manifests
+  if (manifest.storage.layout === 'sequence') {
+    throw new UserError(`--logits ${cacheDir}: a sequence cache (one row per position); train-student trains per-example students and cannot use it yet: read it with DuckDB or pyarrow`);
+  }
   if (!(manifest.output.width >= 2)) {
     throw new UserError(`--logits ${cacheDir}: the teacher outputs ${manifest.output.width} value(s) per example; distillation needs class logits (width >= 2)`);
   }
@@ -84,6 +89,8 @@ export interface CacheSourceOptions {
   dataset: Dataset | null;
   /** labels for all dataset rows, used when the shards carry none */
   labels: Int32Array | null;
+  /** top-k caches: how the unstored classes become part of the teacher rows (default 'bucket') */
+  tail?: TailMode;
 }
 
 /** Shards as chunks: chunk i is shard i. `load` may be given a spent chunk's input array to fill. */
@@ -104,11 +111,14 @@ export function cacheSource(opts: CacheSourceOptions): ChunkSource & { load(inde
       const cols = await readShardFile(opts.cacheDir, rec, manifest.storage.format, { expectConfigId: manifest.config_id });
       const where = `${path.join(opts.cacheDir, rec.file)}`;
       if (cols.rows !== rec.rows) throw new UserError(`${where}: holds ${cols.rows} rows, the manifest records ${rec.rows}; ${REGENERATE}`);
-      if (cols.logitsWidth !== k) throw new UserError(`${where}: logits have ${cols.logitsWidth} values per row, the manifest records ${k}; ${REGENERATE}`);
+      const stored = manifest.storage.kind === 'topk' ? manifest.storage.k! : k;
+      if (cols.logitsWidth !== stored || Boolean(cols.topkIndices) !== (manifest.storage.kind === 'topk')) {
+        throw new UserError(`${where}: logits have ${cols.logitsWidth} values per row, the manifest records ${stored}${manifest.storage.kind === 'topk' ? ' (top-k)' : ''}; ${REGENERATE}`);
+      }
       const rows = rowIndices(cols, manifest.dataset.count, where);
       const raw = opts.dataset ? await readDatasetRows(opts.dataset, rows) : shardInputs(cols, manifest, where);
       const x = transformInputs(raw, manifest.dataset.dtype, cols.rows, opts.transform, into);
-      const t = cols.logitsDtype === 'float16' ? Float32Array.from(cols.logits as Uint16Array, halfToFloat) : (cols.logits as Float32Array);
+      const t = teacherRows(cols, k, opts.tail ?? 'bucket');
       const y = new Int32Array(cols.rows).fill(-1);
       if (cols.label) y.set(cols.label);
       else if (opts.labels) for (let i = 0; i < cols.rows; i++) y[i] = opts.labels[rows[i]];
@@ -117,6 +127,16 @@ export function cacheSource(opts: CacheSourceOptions): ChunkSource & { load(inde
       return table;
     },
   };
+}
+
+/** The teacher rows of a shard as dense float32 logits (top-k shards: see sparse-targets.ts). */
+function teacherRows(cols: ShardColumns, classes: number, tail: TailMode): Float32Array {
+  if (cols.topkIndices) {
+    return denseTeacherRows({
+      rows: cols.rows, k: cols.logitsWidth, indices: cols.topkIndices, values: cols.logits, dtype: cols.logitsDtype, logsumexp: cols.logsumexp!,
+    }, classes, tail);
+  }
+  return cols.logitsDtype === 'float16' ? halvesToFloats(cols.logits as Uint16Array) : (cols.logits as Float32Array);
 }
 
 function rowIndices(cols: ShardColumns, count: number, where: string): Float64Array {

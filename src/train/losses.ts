@@ -15,6 +15,11 @@ export interface LossParams {
   alpha: number;
   temperature: number;
   kind: LossKind;
+  /**
+   * top-k caches only: 'bucket' scores the unstored classes as one outcome (sparse-targets.ts);
+   * 'ignore' and 'uniform' are in the teacher rows themselves and use the plain kd term.
+   */
+  tail?: 'ignore' | 'uniform' | 'bucket';
 }
 
 /** log(softmax(z / T)), with the max subtracted first so that large logits cannot overflow exp. */

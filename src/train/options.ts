@@ -5,6 +5,7 @@
 import { UserError } from '../util/errors.js';
 import { BACKEND_CHOICES, type BackendChoice } from './backend.js';
 import type { LossKind } from './losses.js';
+import { TAIL_MODES, type TailMode } from './sparse-targets.js';
 
 export type OptimizerName = 'adam' | 'sgd';
 export type Monitor = 'auto' | 'accuracy' | 'agreement';
@@ -28,6 +29,8 @@ export interface TrainOptions {
   alpha?: number;
   temperature?: number;
   loss?: LossKind;
+  /** top-k caches: the unstored classes' mass (sparse-targets.ts); ignored for dense caches */
+  tail?: TailMode;
   epochs?: number;
   batchSize?: number;
   lr?: number;
@@ -58,6 +61,7 @@ export const TRAIN_DEFAULTS = {
   alpha: 1,
   temperature: 4,
   loss: 'kd' as LossKind,
+  tail: 'bucket' as TailMode,
   epochs: 10,
   batchSize: 128,
   lr: 1e-3,
@@ -85,6 +89,7 @@ export function resolveTrainOptions(opts: TrainOptions): ResolvedTrainOptions {
     alpha: opts.alpha ?? TRAIN_DEFAULTS.alpha,
     temperature: opts.temperature ?? TRAIN_DEFAULTS.temperature,
     loss: opts.loss ?? TRAIN_DEFAULTS.loss,
+    tail: opts.tail ?? TRAIN_DEFAULTS.tail,
     epochs: opts.epochs ?? TRAIN_DEFAULTS.epochs,
     batchSize: opts.batchSize ?? TRAIN_DEFAULTS.batchSize,
     lr: opts.lr ?? TRAIN_DEFAULTS.lr,
@@ -102,6 +107,7 @@ export function resolveTrainOptions(opts: TrainOptions): ResolvedTrainOptions {
   check(r.alpha >= 0 && r.alpha <= 1, `--alpha ${r.alpha}: must be in [0, 1] (1 = pure distillation, 0 = labels only)`);
   check(r.temperature > 0 && Number.isFinite(r.temperature), `--temperature ${r.temperature}: must be a positive number`);
   check(r.loss === 'kd' || r.loss === 'mse', `--loss ${r.loss}: must be kd or mse`);
+  check(TAIL_MODES.includes(r.tail), `--tail ${r.tail}: must be ignore, uniform or bucket`);
   check(isInt(r.epochs) && r.epochs >= 1, `--epochs ${r.epochs}: must be a positive integer`);
   check(isInt(r.batchSize) && r.batchSize >= 1 && r.batchSize <= 1 << 20, `--batch-size ${r.batchSize}: must be a positive integer`);
   check(r.lr > 0 && Number.isFinite(r.lr), `--lr ${r.lr}: must be a positive number`);

@@ -60,7 +60,7 @@ export interface TrainSummary {
   preprocessing: Preprocessing;
   student: { spec: string; input_shape: number[]; input_layout: InputLayout; parameters: number; conv: boolean };
   hyperparameters: {
-    alpha: number; temperature: number; loss: string; epochs: number; batch_size: number; lr: number;
+    alpha: number; temperature: number; loss: string; tail: string | null; epochs: number; batch_size: number; lr: number;
     optimizer: string; seed: number; shuffle_buffer: number; val_fraction: number; patience: number;
   };
   created: string;
@@ -91,7 +91,11 @@ export async function trainStudent(input: TrainOptions): Promise<TrainSummary> {
   if (opts.teacher) await checkTeacherFile(manifest, opts.teacher);
   await checkShards(opts.logits, { checksums: !opts.skipChecksums });
   const classes = manifest.output.width;
-  const loss: LossParams = { alpha: opts.alpha, temperature: opts.temperature, kind: opts.loss };
+  const sparse = manifest.storage.kind === 'topk';
+  const loss: LossParams = { alpha: opts.alpha, temperature: opts.temperature, kind: opts.loss, ...(sparse ? { tail: opts.tail } : {}) };
+  if (sparse && opts.loss === 'mse' && opts.alpha > 0) {
+    throw new UserError(`--loss mse: the cache keeps only the top ${manifest.storage.k} logits per row, and logit matching needs all of them; use --loss kd (with --tail) or a dense cache`);
+  }
 
   const spec = parseStudentSpec(opts.student);
   const ckpt = await prepareOutDir(opts);
@@ -114,7 +118,7 @@ export async function trainStudent(input: TrainOptions): Promise<TrainSummary> {
     const transform: InputTransform = { pre: manifest.preprocessing, layout: student.input.layout };
     // Shards are decoded on a worker thread so that decoding overlaps training.
     train = workerCacheSource({
-      cacheDir: opts.logits, manifest, transform, labels: binding.labels,
+      cacheDir: opts.logits, manifest, transform, labels: binding.labels, tail: opts.tail,
       dataset: binding.dataset ? { file: binding.dataset.files[0], inputColumn: binding.dataset.inputColumn } : null,
     });
 
@@ -140,7 +144,7 @@ export async function trainStudent(input: TrainOptions): Promise<TrainSummary> {
       preprocessing: manifest.preprocessing,
       student: { spec: opts.student, input_shape: student.input.shape, input_layout: student.input.layout, parameters: countParameters(student.model), conv: student.hasConv },
       hyperparameters: {
-        alpha: opts.alpha, temperature: opts.temperature, loss: opts.loss, epochs: opts.epochs, batch_size: opts.batchSize, lr: opts.lr,
+        alpha: opts.alpha, temperature: opts.temperature, loss: opts.loss, tail: sparse ? opts.tail : null, epochs: opts.epochs, batch_size: opts.batchSize, lr: opts.lr,
         optimizer: opts.optimizer, seed: opts.seed, shuffle_buffer: opts.shuffleBuffer, val_fraction: opts.valFraction, patience: opts.patience,
       },
       validation: {
@@ -210,6 +214,8 @@ function runFingerprint(opts: ResolvedTrainOptions, manifest: Manifest): Record<
     alpha: opts.alpha,
     temperature: opts.temperature,
     loss: opts.loss,
+    // top-k caches only, so that checkpoints of dense runs keep resuming
+    tail: manifest.storage.kind === 'topk' ? opts.tail : undefined,
     batch_size: opts.batchSize,
     optimizer: opts.optimizer,
     shuffle_buffer: opts.shuffleBuffer,
@@ -220,7 +226,7 @@ function runFingerprint(opts: ResolvedTrainOptions, manifest: Manifest): Record<
 
 const FLAG_OF: Record<string, string> = {
   config_id: '--logits (a different cache)', student: '--student', seed: '--seed', alpha: '--alpha', temperature: '--temperature',
-  loss: '--loss', batch_size: '--batch-size', optimizer: '--optimizer', shuffle_buffer: '--shuffle-buffer',
+  loss: '--loss', tail: '--tail', batch_size: '--batch-size', optimizer: '--optimizer', shuffle_buffer: '--shuffle-buffer',
   val_fraction: '--val-fraction', val_data: '--val-data',
 };
 

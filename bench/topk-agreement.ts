@@ -1,0 +1,134 @@
+/**
+ * Does a student distilled from a top-k cache match the teacher as well as one distilled from the
+ * dense cache? Teacher: test/fixtures/wide_teacher.onnx (2048 classes, peaked). The same student is
+ * trained from the dense float32 cache and from top-k float16 caches (each --tail), same seed, data
+ * and hyperparameters, and scored by top-1 agreement with the teacher on held-out inputs.
+ *
+ *   node dist/bench/topk-agreement.js [--train 20000] [--test 5000] [--epochs 8] [--seeds 0,1] [--k 32] [--temperature 1,2]
+ */
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { encodeNpy } from '../src/data/npy.js';
+import { precomputeLogits } from '../src/precompute/run.js';
+import { evaluateModel } from '../src/train/evaluate.js';
+import { trainStudent } from '../src/train/run.js';
+import type { TailMode } from '../src/train/sparse-targets.js';
+import { ROOT, machine, saveResult, table } from './common.js';
+
+const arg = (name: string, dflt: string) => {
+  const i = process.argv.indexOf(`--${name}`);
+  return i > 0 ? process.argv[i + 1] : dflt;
+};
+const TRAIN = Number(arg('train', '20000'));
+const TEST = Number(arg('test', '5000'));
+const EPOCHS = Number(arg('epochs', '8'));
+const SEEDS = arg('seeds', '0,1').split(',').map(Number);
+const K = Number(arg('k', '32'));
+const TEMPERATURES = arg('temperature', '1,2').split(',').map(Number);
+const TAILS = arg('tails', 'bucket,uniform,ignore').split(',') as TailMode[];
+const STUDENT = arg('student', 'mlp:512');
+const TEACHER = path.join(ROOT, 'test/fixtures/wide_teacher.onnx');
+
+/** N(0, 1) inputs from a seeded generator (Box-Muller over mulberry32). */
+function gaussian(n: number, seed: number): Float32Array {
+  let s = seed >>> 0;
+  const u = () => {
+    s = (s + 0x6d2b79f5) >>> 0;
+    let t = s;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return (((t ^ (t >>> 14)) >>> 0) + 0.5) / 4294967296;
+  };
+  const out = new Float32Array(n);
+  for (let i = 0; i < n; i += 2) {
+    const r = Math.sqrt(-2 * Math.log(u()));
+    const a = 2 * Math.PI * u();
+    out[i] = r * Math.cos(a);
+    if (i + 1 < n) out[i + 1] = r * Math.sin(a);
+  }
+  return out;
+}
+
+interface Run {
+  cache: string;
+  tail: TailMode | null;
+  temperature: number;
+  seed: number;
+  agreement: number;
+  kl: number;
+  train_seconds: number;
+}
+
+async function main(): Promise<void> {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'kdcache-bench-topk-'));
+  const log = (line: string) => process.stderr.write(`${line}\n`);
+  try {
+    const trainX = path.join(dir, 'train.npy');
+    const testX = path.join(dir, 'test.npy');
+    fs.writeFileSync(trainX, encodeNpy(gaussian(TRAIN * 32, 1), 'float32', [TRAIN, 32]));
+    fs.writeFileSync(testX, encodeNpy(gaussian(TEST * 32, 2), 'float32', [TEST, 32]));
+    const caches = {
+      dense: path.join(dir, 'dense'),
+      topk: path.join(dir, `top${K}`),
+      test: path.join(dir, 'test-dense'),
+    };
+    await precomputeLogits({ teacher: TEACHER, data: trainX, out: caches.dense, device: 'cpu', quiet: true });
+    const sparse = await precomputeLogits({ teacher: TEACHER, data: trainX, out: caches.topk, topK: K, dtype: 'float16', device: 'cpu', quiet: true });
+    await precomputeLogits({ teacher: TEACHER, data: testX, out: caches.test, device: 'cpu', quiet: true });
+    const sizes = Object.fromEntries(Object.entries(caches).map(([k, d]) => [k, JSON.parse(fs.readFileSync(path.join(d, 'manifest.json'), 'utf8')).totals.bytes]));
+    log(`caches: dense ${sizes.dense} B, top-${K} ${sizes.topk} B; top-${K} retained mass ${sparse.fidelity!.mass_mean.toFixed(4)} (min ${sparse.fidelity!.mass_min.toFixed(4)})`);
+
+    const runs: Run[] = [];
+    const configs: { cache: 'dense' | 'topk'; tail: TailMode | null }[] = [{ cache: 'dense', tail: null }, ...TAILS.map((tail) => ({ cache: 'topk' as const, tail }))];
+    for (const temperature of TEMPERATURES) {
+      for (const seed of SEEDS) {
+        for (const c of configs) {
+          const out = path.join(dir, `s-${c.cache}-${c.tail}-${temperature}-${seed}`);
+          const s = await trainStudent({
+            logits: caches[c.cache], data: trainX, out, student: STUDENT, alpha: 1, temperature, epochs: EPOCHS, batchSize: 128, lr: 2e-3, seed,
+            ...(c.tail ? { tail: c.tail } : {}), skipChecksums: true, quiet: true,
+          });
+          const ev = await evaluateModel({ model: out, data: testX, logits: caches.test, quiet: true });
+          runs.push({ cache: c.cache === 'dense' ? 'dense float32' : `top-${K} float16`, tail: c.tail, temperature, seed, agreement: ev.agreement!, kl: ev.kl!, train_seconds: s.train_seconds });
+          log(`T=${temperature} seed ${seed} ${c.cache}${c.tail ? ` tail=${c.tail}` : ''}: agreement ${(ev.agreement! * 100).toFixed(2)}%, KL ${ev.kl!.toFixed(4)} (${s.train_seconds.toFixed(0)} s)`);
+          fs.rmSync(out, { recursive: true, force: true });
+        }
+      }
+    }
+    // Per temperature and config: mean over seeds, and the mean paired difference to dense.
+    const summary: Record<string, unknown>[] = [];
+    for (const temperature of TEMPERATURES) {
+      const dense = runs.filter((r) => r.temperature === temperature && r.tail === null);
+      for (const c of configs) {
+        const mine = runs.filter((r) => r.temperature === temperature && r.tail === c.tail);
+        const mean = mine.reduce((a, r) => a + r.agreement, 0) / mine.length;
+        const diff = mine.reduce((a, r) => a + r.agreement - dense.find((d) => d.seed === r.seed)!.agreement, 0) / mine.length;
+        summary.push({
+          temperature, cache: mine[0].cache, tail: c.tail, seeds: mine.length,
+          agreement_mean: mean, agreement_minus_dense_pp: diff * 100, kl_mean: mine.reduce((a, r) => a + r.kl, 0) / mine.length,
+        });
+      }
+    }
+    console.log(table([
+      ['T', 'cache', 'tail', 'agreement (mean)', 'minus dense (pp)', 'KL vs teacher'],
+      ...summary.map((s) => [String(s.temperature), String(s.cache), String(s.tail ?? '-'), `${((s.agreement_mean as number) * 100).toFixed(2)}%`, (s.agreement_minus_dense_pp as number).toFixed(2), (s.kl_mean as number).toFixed(4)]),
+    ]));
+    const file = saveResult('topk-agreement', {
+      bench: 'topk-agreement', date: new Date().toISOString(), machine: machine(),
+      setup: {
+        teacher: 'test/fixtures/wide_teacher.onnx (32 -> 32 -> 2048 classes, logit std ~5)', inputs: 'N(0, 1)^32, seeded', train: TRAIN, test: TEST,
+        student: STUDENT, epochs: EPOCHS, batch_size: 128, lr: 2e-3, alpha: 1, k: K, topk_dtype: 'float16',
+        cache_bytes: sizes, topk_fidelity: sparse.fidelity,
+        agreement: 'top-1 agreement of the student with the teacher on the held-out inputs (kdcache evaluate with the dense test cache)',
+      },
+      summary,
+      runs,
+    });
+    console.log(`saved ${file}`);
+  } finally {
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+await main();
