@@ -668,6 +668,50 @@ napi_value JsColumnSums(napi_env env, napi_callback_info info) {
   return Undefined(env);
 }
 
+// adam(heap, offsets Int32Array[7] = w, m, v, g, wOut, mOut, vOut, n, b1, c1, b2, c2, d1, d2, eps, negLr):
+// one Adam step, every operation rounded to float32 in tfjs's order (built with -ffp-contract=off,
+// so no fused multiply-adds): bit-identical to tfjs's Adam and to src/train/kernels/adam.ts.
+napi_value JsAdam(napi_env env, napi_callback_info info) {
+  Args a;
+  if (!GetArgs(env, info, &a, 11)) return nullptr;
+  napi_typedarray_type type;
+  size_t length;
+  void* data;
+  napi_value buffer;
+  size_t byte_offset;
+  if (napi_get_typedarray_info(env, a.argv[1], &type, &length, &data, &buffer, &byte_offset) != napi_ok || type != napi_int32_array || length < 7) {
+    return Fail(env, "kdcache native: adam offsets must be an Int32Array of 7"), nullptr;
+  }
+  const int32_t* off = static_cast<const int32_t*>(data);
+  int64_t n;
+  double p[8];
+  if (!Int(a, 2, &n)) return nullptr;
+  for (int i = 0; i < 8; i++) if (!Num(a, 3 + i, &p[i])) return nullptr;
+  if (napi_get_typedarray_info(env, a.argv[0], &type, &length, &data, &buffer, &byte_offset) != napi_ok || type != napi_float32_array) {
+    return Fail(env, "kdcache native: expected a Float32Array at argument 0"), nullptr;
+  }
+  float* heap = static_cast<float*>(data);
+  for (int i = 0; i < 7; i++) {
+    if (off[i] < 0 || n < 0 || static_cast<int64_t>(off[i]) + n > static_cast<int64_t>(length)) return Fail(env, "kdcache native: adam offsets out of range"), nullptr;
+  }
+  const float b1 = static_cast<float>(p[0]), c1 = static_cast<float>(p[1]), b2 = static_cast<float>(p[2]), c2 = static_cast<float>(p[3]);
+  const float d1 = static_cast<float>(p[4]), d2 = static_cast<float>(p[5]), eps = static_cast<float>(p[6]), lr = static_cast<float>(p[7]);
+  const float *w = heap + off[0], *m = heap + off[1], *v = heap + off[2], *g = heap + off[3];
+  float *wo = heap + off[4], *mo = heap + off[5], *vo = heap + off[6];
+  ParallelFor(n, 32768, [&](int64_t lo, int64_t hi) {
+    for (int64_t i = lo; i < hi; i++) {
+      const float gi = g[i];
+      const float m1 = m[i] * b1 + gi * c1;
+      const float v1 = v[i] * b2 + (gi * gi) * c2;
+      const float step = ((m1 / d1) / (std::sqrt(v1 / d2) + eps)) * lr;
+      wo[i] = step + w[i];
+      mo[i] = m1;
+      vo[i] = v1;
+    }
+  });
+  return Undefined(env);
+}
+
 // maxPoolBackprop(X, xOff, DY, dyOff, DX, dxOff, dims Int32Array[14])
 napi_value JsMaxPoolBackprop(napi_env env, napi_callback_info info) {
   Args a;
@@ -700,6 +744,7 @@ napi_value Init(napi_env env, napi_value exports) {
       {"epilogue", nullptr, JsEpilogue, nullptr, nullptr, nullptr, napi_default, nullptr},
       {"maxPoolBackprop", nullptr, JsMaxPoolBackprop, nullptr, nullptr, nullptr, napi_default, nullptr},
       {"columnSums", nullptr, JsColumnSums, nullptr, nullptr, nullptr, napi_default, nullptr},
+      {"adam", nullptr, JsAdam, nullptr, nullptr, nullptr, napi_default, nullptr},
   };
   napi_define_properties(env, exports, sizeof(props) / sizeof(props[0]), props);
   return exports;

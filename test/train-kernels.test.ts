@@ -346,6 +346,31 @@ describe('the native addon', { skip: native.ok ? false : `not available: ${nativ
   });
 });
 
+describe('fused Adam', () => {
+  for (const backend of ['cpu', 'wasm', ...(native.ok ? ['native' as const] : [])] as const) {
+    test(`${backend}: bit-identical to tf.train.adam, state and checkpoint scalars included`, async () => {
+      await initBackend(backend);
+      const run = (optimizer: tf.Optimizer) => {
+        const model = buildMlp([12], [9], 4, new Rng(5));
+        for (let step = 0; step < 6; step++) {
+          const x = tf.tensor2d(values([8, 12], step), [8, 12]);
+          optimizer.minimize(() => tf.mean(tf.square(model.apply(x) as tf.Tensor)) as tf.Scalar);
+          x.dispose();
+        }
+        const weights = model.getWeights().map((w) => Array.from(w.dataSync()));
+        const o = optimizer as unknown as { accBeta1: tf.Variable; accBeta2: tf.Variable; accumulatedSecondMoment: { variable: tf.Variable }[] };
+        const state = [o.accBeta1.dataSync()[0], o.accBeta2.dataSync()[0], ...o.accumulatedSecondMoment.flatMap((m) => Array.from(m.variable.dataSync()))];
+        model.dispose();
+        optimizer.dispose();
+        return { weights, state };
+      };
+      const fused = run(createOptimizer('adam', 0.01));
+      assert.ok(fused.weights.length > 0);
+      assert.deepEqual(fused, run(tf.train.adam(0.01)));
+    });
+  }
+});
+
 describe('seeded training: the same loss curve on every backend', () => {
   async function curve(backend: 'cpu' | 'wasm' | 'native', kind: 'mlp' | 'cnn'): Promise<number[]> {
     await initBackend(backend === 'native' ? 'native' : backend);

@@ -46,7 +46,7 @@ function main() {
     say('native kernels: skipped (KDCACHE_NATIVE=0)');
     return;
   }
-  if (!force && fs.existsSync(output) && fs.statSync(output).mtimeMs >= fs.statSync(source).mtimeMs) return;
+  if (!force && fs.existsSync(output) && fs.statSync(output).mtimeMs >= Math.max(fs.statSync(source).mtimeMs, fs.statSync(fileURLToPath(import.meta.url)).mtimeMs)) return;
   const headers = nodeHeaders();
   const cxx = compiler();
   if (!headers || !cxx) {
@@ -56,7 +56,8 @@ function main() {
   fs.mkdirSync(outDir, { recursive: true });
   const tmp = `${output}.${process.pid}.tmp`;
   const args = [
-    '-O3', '-std=c++17', '-shared', '-fPIC', '-fvisibility=hidden', '-pthread',
+    // -ffp-contract=off: no fused multiply-adds, so float32 results match tfjs's op by op
+    '-O3', '-std=c++17', '-ffp-contract=off', '-shared', '-fPIC', '-fvisibility=hidden', '-pthread',
     '-DNAPI_VERSION=8', '-DNODE_GYP_MODULE_NAME=kdcache_native',
     `-I${headers}`, source, '-o', tmp, '-ldl',
   ];

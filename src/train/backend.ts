@@ -8,6 +8,7 @@
  */
 import * as tf from '@tensorflow/tfjs';
 import { UserError } from '../util/errors.js';
+import { registerAdamKernel } from './kernels/adam.js';
 import { loadNative } from './kernels/native.js';
 import { configureWasmKernels } from './wasm-kernels.js';
 
@@ -34,6 +35,7 @@ const NATIVE_PACKAGES = ['@tensorflow/tfjs-node-gpu', '@tensorflow/tfjs-node'];
 const WASM = '@tensorflow/tfjs-backend-wasm';
 
 export async function initBackend(choice: BackendChoice, opts: BackendOptions = {}): Promise<BackendInfo> {
+  registerAdamKernel('cpu');
   if (choice === 'tensorflow' || choice === 'auto') {
     for (const pkg of NATIVE_PACKAGES) {
       if (await tryImport(pkg) && await trySetBackend('tensorflow')) {

@@ -16,6 +16,8 @@
  * sums instead of a transpose + reduction (kernels/reduce.ts); MaxPoolGrad scans each window once
  * (kernels/pool.ts; the shipped kernel re-scans windows per input element).
  *
+ * Every set also registers the fused Adam update (kernels/adam.ts; native code in 'native').
+ *
  * Missing from tfjs-backend-wasm and provided in every set:
  *  - Conv2DBackpropFilter: im2col + one plain matrix product on wasm, dW[r, co] = P^T[r, m] * dY[m, co]
  *    with r = (fh, fw, ci) and m = (b, oh, ow); P^T is built directly in transposed form, so the
@@ -25,7 +27,8 @@
 import * as tf from '@tensorflow/tfjs';
 import { type ConvAttrs, convDims } from './kernels/conv-dims.js';
 import { depthwiseBackpropFilter, depthwiseBackpropInput } from './kernels/depthwise.js';
-import { type NativeAddon, nativeKernels } from './kernels/native.js';
+import { registerAdamKernel, wasmAdamKernel } from './kernels/adam.js';
+import { type NativeAddon, nativeAdam, nativeKernels } from './kernels/native.js';
 import { type PoolAttrs, maxPoolBackprop, poolDims } from './kernels/pool.js';
 import { columnSums, leadingSplit } from './kernels/reduce.js';
 import { type KernelArgs, type KernelFn, type TensorInfo, heapF32, offsetOf } from './kernels/wasm-heap.js';
@@ -63,6 +66,7 @@ export function configureWasmKernels(set: WasmKernelSet, native?: NativeAddon): 
   }
   if (set !== 'stock') pure.Sum = leadingAxesSum(shipped.Sum!);
   const kernels = set === 'native' && native ? { ...pure, ...nativeKernels(native, pure) } : pure;
+  registerAdamKernel('wasm', set === 'native' && native ? nativeAdam(native) : wasmAdamKernel());
   const changed: string[] = [];
   for (const name of REPLACEABLE) {
     const fn = kernels[name];

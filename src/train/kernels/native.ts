@@ -14,6 +14,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import * as tf from '@tensorflow/tfjs';
+import { wasmAdamKernel } from './adam.js';
 import { type ConvAttrs, type ConvDims, convDims, convOutShape } from './conv-dims.js';
 import { type PoolAttrs, poolDims } from './pool.js';
 import { leadingSplit } from './reduce.js';
@@ -28,6 +29,16 @@ export interface NativeAddon {
   epilogue(y: Float32Array, yOff: number, rows: number, cols: number, bias: Float32Array | null, biasOff: number, act: number, alpha: number): void;
   maxPoolBackprop(x: Float32Array, xOff: number, dy: Float32Array, dyOff: number, dx: Float32Array, dxOff: number, dims: Int32Array): void;
   columnSums(x: Float32Array, xOff: number, rows: number, cols: number, y: Float32Array, yOff: number): void;
+  adam(heap: Float32Array, offsets: Int32Array, n: number, b1: number, c1: number, b2: number, c2: number, d1: number, d2: number, eps: number, negLr: number): void;
+}
+
+/** The fused Adam update (kernels/adam.ts) on the native side: same float32 arithmetic, all cores. */
+export function nativeAdam(native: NativeAddon): KernelFn {
+  const offsets = new Int32Array(7);
+  return wasmAdamKernel((n, a, heap, off) => {
+    offsets.set(off);
+    native.adam(heap, offsets, n, a.beta1, 1 - a.beta1, a.beta2, 1 - a.beta2, a.oneMinusAcc1, a.oneMinusAcc2, a.epsilon, a.negLr);
+  });
 }
 
 export interface NativeInfo {
