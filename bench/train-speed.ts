@@ -91,11 +91,24 @@ export function measureInProcess(backend: BackendChoice, model: ModelName, secon
   return JSON.parse(line) as SpeedResult;
 }
 
+/** Which backend `choice` gives in a fresh process (its name), or the error that stops it. */
+export function probeBackend(choice: BackendChoice, env: Record<string, string> = {}): { backend: string; message: string } | { error: string } {
+  const script = path.join(path.dirname(fileURLToPath(import.meta.url)), 'train-speed.js');
+  const r = spawnSync(process.execPath, [script, '--probe', choice], { encoding: 'utf8', env: { ...process.env, ...env } });
+  const line = r.stdout.trim().split('\n').pop() ?? '';
+  if (r.status !== 0 || !line.startsWith('{')) return { error: (`${r.stderr}`.split('\n').find((l) => /Error/.test(l)) ?? `exit ${r.status}`).trim() };
+  return JSON.parse(line) as { backend: string; message: string };
+}
+
 /** Load average over the last minute, per core: above ~0.3 before a run, timings are suspect. */
 export function loadPerCore(): number {
   return Math.round((os.loadavg()[0] / os.cpus().length) * 100) / 100;
 }
 
+if (process.argv[2] === '--probe') {
+  const info = await initBackend(process.argv[3] as BackendChoice);
+  process.stdout.write(`${JSON.stringify({ backend: info.name, message: info.message })}\n`);
+}
 if (process.argv[2] === '--measure') {
   const [, , , backend, model, seconds, profile] = process.argv;
   const r = await measureTraining(backend as BackendChoice, model as ModelName, Number(seconds), profile === 'profile');

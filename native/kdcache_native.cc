@@ -182,9 +182,27 @@ struct Conv {
   int64_t patch() const { return k_h * k_w * in_c; }
 };
 
+// The kernel columns of one patch row that fall inside the input, for dilation 1: [lo, hi) of
+// [0, k_w), whose input columns iw0 + lo ... iw0 + hi - 1 are contiguous in NHWC memory.
+inline void InsideColumns(const Conv& c, int64_t iw0, int64_t* lo, int64_t* hi) {
+  *lo = std::min<int64_t>(c.k_w, std::max<int64_t>(0, -iw0));
+  *hi = std::max<int64_t>(*lo, std::min<int64_t>(c.k_w, c.in_w - iw0));
+}
+
+// Short runs (a few channels) are copied inline: a memcpy call per 1-4 floats costs more than it moves.
+inline void CopyRun(float* dst, const float* src, int64_t n) {
+  if (n >= 32) std::memcpy(dst, src, sizeof(float) * n);
+  else for (int64_t i = 0; i < n; i++) dst[i] = src[i];
+}
+
+inline void ZeroRun(float* dst, int64_t n) {
+  for (int64_t i = 0; i < n; i++) dst[i] = 0.f;
+}
+
 // Rows [r0, r1) of the patch matrix: row r = (b, oh, ow), columns (kh, kw, ci).
 void Im2col(const Conv& c, const float* x, float* col, int64_t r0, int64_t r1) {
   const int64_t k = c.patch();
+  const int64_t run = c.k_w * c.in_c;
   ParallelFor(r1 - r0, 256, [&](int64_t lo, int64_t hi) {
     for (int64_t r = r0 + lo; r < r0 + hi; r++) {
       const int64_t ow = r % c.out_w;
@@ -192,12 +210,26 @@ void Im2col(const Conv& c, const float* x, float* col, int64_t r0, int64_t r1) {
       const int64_t b = r / (c.out_w * c.out_h);
       float* dst = col + (r - r0) * k;
       const float* xb = x + b * c.in_h * c.in_w * c.in_c;
-      for (int64_t kh = 0; kh < c.k_h; kh++) {
+      const int64_t iw0 = ow * c.stride_w - c.pad_left;
+      for (int64_t kh = 0; kh < c.k_h; kh++, dst += run) {
         const int64_t ih = oh * c.stride_h + kh * c.dil_h - c.pad_top;
-        for (int64_t kw = 0; kw < c.k_w; kw++, dst += c.in_c) {
-          const int64_t iw = ow * c.stride_w + kw * c.dil_w - c.pad_left;
-          if (ih < 0 || ih >= c.in_h || iw < 0 || iw >= c.in_w) std::memset(dst, 0, sizeof(float) * c.in_c);
-          else std::memcpy(dst, xb + (ih * c.in_w + iw) * c.in_c, sizeof(float) * c.in_c);
+        if (ih < 0 || ih >= c.in_h) {
+          ZeroRun(dst, run);
+          continue;
+        }
+        const float* xrow = xb + ih * c.in_w * c.in_c;
+        if (c.dil_w == 1) {
+          int64_t a, e;
+          InsideColumns(c, iw0, &a, &e);
+          ZeroRun(dst, a * c.in_c);
+          CopyRun(dst + a * c.in_c, xrow + (iw0 + a) * c.in_c, (e - a) * c.in_c);
+          ZeroRun(dst + e * c.in_c, (c.k_w - e) * c.in_c);
+          continue;
+        }
+        for (int64_t kw = 0; kw < c.k_w; kw++) {
+          const int64_t iw = iw0 + kw * c.dil_w;
+          if (iw < 0 || iw >= c.in_w) ZeroRun(dst + kw * c.in_c, c.in_c);
+          else CopyRun(dst + kw * c.in_c, xrow + iw * c.in_c, c.in_c);
         }
       }
     }
@@ -208,6 +240,7 @@ void Im2col(const Conv& c, const float* x, float* col, int64_t r0, int64_t r1) {
 // ever touch that image.
 void Col2im(const Conv& c, const float* col, float* dx, int64_t r0, int64_t r1) {
   const int64_t k = c.patch();
+  const int64_t run = c.k_w * c.in_c;
   const int64_t per_image = c.out_h * c.out_w;
   const int64_t b0 = r0 / per_image;
   const int64_t b1 = (r1 + per_image - 1) / per_image;
@@ -220,13 +253,25 @@ void Col2im(const Conv& c, const float* col, float* dx, int64_t r0, int64_t r1) 
         const int64_t ow = r % c.out_w;
         const int64_t oh = (r / c.out_w) % c.out_h;
         const float* src = col + (r - r0) * k;
-        for (int64_t kh = 0; kh < c.k_h; kh++) {
+        const int64_t iw0 = ow * c.stride_w - c.pad_left;
+        for (int64_t kh = 0; kh < c.k_h; kh++, src += run) {
           const int64_t ih = oh * c.stride_h + kh * c.dil_h - c.pad_top;
-          for (int64_t kw = 0; kw < c.k_w; kw++, src += c.in_c) {
-            const int64_t iw = ow * c.stride_w + kw * c.dil_w - c.pad_left;
-            if (ih < 0 || ih >= c.in_h || iw < 0 || iw >= c.in_w) continue;
-            float* d = xb + (ih * c.in_w + iw) * c.in_c;
-            for (int64_t ci = 0; ci < c.in_c; ci++) d[ci] += src[ci];
+          if (ih < 0 || ih >= c.in_h) continue;
+          float* xrow = xb + ih * c.in_w * c.in_c;
+          if (c.dil_w == 1) {
+            int64_t a, e;
+            InsideColumns(c, iw0, &a, &e);
+            float* d = xrow + (iw0 + a) * c.in_c;
+            const float* s = src + a * c.in_c;
+            for (int64_t i = 0, n = (e - a) * c.in_c; i < n; i++) d[i] += s[i];
+            continue;
+          }
+          for (int64_t kw = 0; kw < c.k_w; kw++) {
+            const int64_t iw = iw0 + kw * c.dil_w;
+            if (iw < 0 || iw >= c.in_w) continue;
+            float* d = xrow + iw * c.in_c;
+            const float* s = src + kw * c.in_c;
+            for (int64_t ci = 0; ci < c.in_c; ci++) d[ci] += s[ci];
           }
         }
       }

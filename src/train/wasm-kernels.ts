@@ -16,7 +16,8 @@
  * sums instead of a transpose + reduction (kernels/reduce.ts); MaxPoolGrad scans each window once
  * (kernels/pool.ts; the shipped kernel re-scans windows per input element).
  *
- * Every set also registers the fused Adam update (kernels/adam.ts; native code in 'native').
+ * 'native' also registers the fused Adam update (kernels/adam.ts, native code); pure wasm keeps
+ * tfjs's Adam, whose SIMD elementwise ops are as fast as a JS loop over the heap.
  *
  * Missing from tfjs-backend-wasm and provided in every set:
  *  - Conv2DBackpropFilter: im2col + one plain matrix product on wasm, dW[r, co] = P^T[r, m] * dY[m, co]
@@ -27,7 +28,7 @@
 import * as tf from '@tensorflow/tfjs';
 import { type ConvAttrs, convDims } from './kernels/conv-dims.js';
 import { depthwiseBackpropFilter, depthwiseBackpropInput } from './kernels/depthwise.js';
-import { registerAdamKernel, wasmAdamKernel } from './kernels/adam.js';
+import { registerAdamKernel, unregisterAdamKernel } from './kernels/adam.js';
 import { type NativeAddon, nativeAdam, nativeKernels } from './kernels/native.js';
 import { type PoolAttrs, maxPoolBackprop, poolDims } from './kernels/pool.js';
 import { columnSums, leadingSplit } from './kernels/reduce.js';
@@ -66,7 +67,9 @@ export function configureWasmKernels(set: WasmKernelSet, native?: NativeAddon): 
   }
   if (set !== 'stock') pure.Sum = leadingAxesSum(shipped.Sum!);
   const kernels = set === 'native' && native ? { ...pure, ...nativeKernels(native, pure) } : pure;
-  registerAdamKernel('wasm', set === 'native' && native ? nativeAdam(native) : wasmAdamKernel());
+  // Pure wasm keeps tfjs's Adam: its SIMD elementwise ops beat a JS loop over the heap.
+  if (set === 'native' && native) registerAdamKernel('wasm', nativeAdam(native));
+  else unregisterAdamKernel('wasm');
   const changed: string[] = [];
   for (const name of REPLACEABLE) {
     const fn = kernels[name];

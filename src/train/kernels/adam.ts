@@ -4,8 +4,8 @@
  * adds up to a millisecond or more per step for a small student. This optimizer is tfjs's Adam
  * (same class, same state, same checkpoints) with the update fused: the arithmetic is the same
  * float32 operations in the same order, so results are bit-identical to tf.train.adam.
- * The fused kernel exists for the cpu and wasm backends (and natively, see native.ts); on any
- * other backend the optimizer falls back to tfjs's update.
+ * The fused kernel is registered for the cpu backend (a JS loop, much faster than the cpu backend's
+ * separate ops) and for 'native' (C++, native.ts); elsewhere the optimizer uses tfjs's update.
  */
 import * as tf from '@tensorflow/tfjs';
 import { type KernelFn, type WasmBackend, heapF32, offsetOf } from './wasm-heap.js';
@@ -90,6 +90,10 @@ export function registerAdamKernel(backendName: 'cpu' | 'wasm', wasmKernel?: Ker
   const kernelFunc = backendName === 'cpu' ? cpuAdam : wasmKernel ?? wasmAdamKernel();
   if (tf.getKernel(ADAM_KERNEL, backendName)) tf.unregisterKernel(ADAM_KERNEL, backendName);
   tf.registerKernel({ kernelName: ADAM_KERNEL, backendName, kernelFunc: kernelFunc as unknown as tf.KernelFunc });
+}
+
+export function unregisterAdamKernel(backendName: 'cpu' | 'wasm'): void {
+  if (tf.getKernel(ADAM_KERNEL, backendName)) tf.unregisterKernel(ADAM_KERNEL, backendName);
 }
 
 type Moment = { originalName: string; variable: tf.Variable };
