@@ -73,7 +73,7 @@ export async function measureTraining(backend: BackendChoice, model: ModelName, 
     const t0 = performance.now();
     for (let i = 0; i < n; i++) trainStep(ctx, batches[i % 8], metrics);
     const ms = (performance.now() - t0) / n;
-    result.profile = { ms_per_step: Math.round(ms * 100) / 100, in_kernels_ms_per_step: Math.round((prof.total() / n) * 100) / 100, top: topKernels(prof, n, 10) };
+    result.profile = { ms_per_step: Math.round(ms * 100) / 100, in_kernels_ms_per_step: Math.round((prof.total() / n) * 100) / 100, top: topKernels(prof, n, Number(process.env.KDCACHE_PROFILE_TOP ?? 10)) };
     prof.restore();
   }
   return result;

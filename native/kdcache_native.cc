@@ -199,84 +199,74 @@ inline void ZeroRun(float* dst, int64_t n) {
   for (int64_t i = 0; i < n; i++) dst[i] = 0.f;
 }
 
-// Rows [r0, r1) of the patch matrix: row r = (b, oh, ow), columns (kh, kw, ci).
-void Im2col(const Conv& c, const float* x, float* col, int64_t r0, int64_t r1) {
+// Rows [r0, r1) of the patch matrix into col (row r at col + (r - r0) * k): row r = (b, oh, ow),
+// columns (kh, kw, ci). Serial: callers split the rows.
+void Im2colRows(const Conv& c, const float* x, float* col, int64_t r0, int64_t r1, int64_t first) {
   const int64_t k = c.patch();
   const int64_t run = c.k_w * c.in_c;
-  ParallelFor(r1 - r0, 256, [&](int64_t lo, int64_t hi) {
-    for (int64_t r = r0 + lo; r < r0 + hi; r++) {
-      const int64_t ow = r % c.out_w;
-      const int64_t oh = (r / c.out_w) % c.out_h;
-      const int64_t b = r / (c.out_w * c.out_h);
-      float* dst = col + (r - r0) * k;
-      const float* xb = x + b * c.in_h * c.in_w * c.in_c;
-      const int64_t iw0 = ow * c.stride_w - c.pad_left;
-      for (int64_t kh = 0; kh < c.k_h; kh++, dst += run) {
-        const int64_t ih = oh * c.stride_h + kh * c.dil_h - c.pad_top;
-        if (ih < 0 || ih >= c.in_h) {
-          ZeroRun(dst, run);
-          continue;
-        }
-        const float* xrow = xb + ih * c.in_w * c.in_c;
-        if (c.dil_w == 1) {
-          int64_t a, e;
-          InsideColumns(c, iw0, &a, &e);
-          ZeroRun(dst, a * c.in_c);
-          CopyRun(dst + a * c.in_c, xrow + (iw0 + a) * c.in_c, (e - a) * c.in_c);
-          ZeroRun(dst + e * c.in_c, (c.k_w - e) * c.in_c);
-          continue;
-        }
-        for (int64_t kw = 0; kw < c.k_w; kw++) {
-          const int64_t iw = iw0 + kw * c.dil_w;
-          if (iw < 0 || iw >= c.in_w) ZeroRun(dst + kw * c.in_c, c.in_c);
-          else CopyRun(dst + kw * c.in_c, xrow + iw * c.in_c, c.in_c);
-        }
+  for (int64_t r = r0; r < r1; r++) {
+    const int64_t ow = r % c.out_w;
+    const int64_t oh = (r / c.out_w) % c.out_h;
+    const int64_t b = r / (c.out_w * c.out_h);
+    float* dst = col + (r - first) * k;
+    const float* xb = x + b * c.in_h * c.in_w * c.in_c;
+    const int64_t iw0 = ow * c.stride_w - c.pad_left;
+    for (int64_t kh = 0; kh < c.k_h; kh++, dst += run) {
+      const int64_t ih = oh * c.stride_h + kh * c.dil_h - c.pad_top;
+      if (ih < 0 || ih >= c.in_h) {
+        ZeroRun(dst, run);
+        continue;
+      }
+      const float* xrow = xb + ih * c.in_w * c.in_c;
+      if (c.dil_w == 1) {
+        int64_t a, e;
+        InsideColumns(c, iw0, &a, &e);
+        ZeroRun(dst, a * c.in_c);
+        CopyRun(dst + a * c.in_c, xrow + (iw0 + a) * c.in_c, (e - a) * c.in_c);
+        ZeroRun(dst + e * c.in_c, (c.k_w - e) * c.in_c);
+        continue;
+      }
+      for (int64_t kw = 0; kw < c.k_w; kw++) {
+        const int64_t iw = iw0 + kw * c.dil_w;
+        if (iw < 0 || iw >= c.in_w) ZeroRun(dst + kw * c.in_c, c.in_c);
+        else CopyRun(dst + kw * c.in_c, xrow + iw * c.in_c, c.in_c);
       }
     }
-  });
+  }
 }
 
-// dx += the patch-matrix gradient of rows [r0, r1). Parallel over images: rows of one image only
-// ever touch that image.
-void Col2im(const Conv& c, const float* col, float* dx, int64_t r0, int64_t r1) {
+// dx += the patch-matrix gradient of rows [r0, r1) (row r at col + (r - first) * k). Serial.
+void Col2imRows(const Conv& c, const float* col, float* dx, int64_t r0, int64_t r1, int64_t first) {
   const int64_t k = c.patch();
   const int64_t run = c.k_w * c.in_c;
-  const int64_t per_image = c.out_h * c.out_w;
-  const int64_t b0 = r0 / per_image;
-  const int64_t b1 = (r1 + per_image - 1) / per_image;
-  ParallelFor(b1 - b0, 1, [&](int64_t lo, int64_t hi) {
-    for (int64_t b = b0 + lo; b < b0 + hi; b++) {
-      const int64_t start = std::max(r0, b * per_image);
-      const int64_t end = std::min(r1, (b + 1) * per_image);
-      float* xb = dx + b * c.in_h * c.in_w * c.in_c;
-      for (int64_t r = start; r < end; r++) {
-        const int64_t ow = r % c.out_w;
-        const int64_t oh = (r / c.out_w) % c.out_h;
-        const float* src = col + (r - r0) * k;
-        const int64_t iw0 = ow * c.stride_w - c.pad_left;
-        for (int64_t kh = 0; kh < c.k_h; kh++, src += run) {
-          const int64_t ih = oh * c.stride_h + kh * c.dil_h - c.pad_top;
-          if (ih < 0 || ih >= c.in_h) continue;
-          float* xrow = xb + ih * c.in_w * c.in_c;
-          if (c.dil_w == 1) {
-            int64_t a, e;
-            InsideColumns(c, iw0, &a, &e);
-            float* d = xrow + (iw0 + a) * c.in_c;
-            const float* s = src + a * c.in_c;
-            for (int64_t i = 0, n = (e - a) * c.in_c; i < n; i++) d[i] += s[i];
-            continue;
-          }
-          for (int64_t kw = 0; kw < c.k_w; kw++) {
-            const int64_t iw = iw0 + kw * c.dil_w;
-            if (iw < 0 || iw >= c.in_w) continue;
-            float* d = xrow + iw * c.in_c;
-            const float* s = src + kw * c.in_c;
-            for (int64_t ci = 0; ci < c.in_c; ci++) d[ci] += s[ci];
-          }
-        }
+  for (int64_t r = r0; r < r1; r++) {
+    const int64_t ow = r % c.out_w;
+    const int64_t oh = (r / c.out_w) % c.out_h;
+    const int64_t b = r / (c.out_w * c.out_h);
+    float* xb = dx + b * c.in_h * c.in_w * c.in_c;
+    const float* src = col + (r - first) * k;
+    const int64_t iw0 = ow * c.stride_w - c.pad_left;
+    for (int64_t kh = 0; kh < c.k_h; kh++, src += run) {
+      const int64_t ih = oh * c.stride_h + kh * c.dil_h - c.pad_top;
+      if (ih < 0 || ih >= c.in_h) continue;
+      float* xrow = xb + ih * c.in_w * c.in_c;
+      if (c.dil_w == 1) {
+        int64_t a, e;
+        InsideColumns(c, iw0, &a, &e);
+        float* d = xrow + (iw0 + a) * c.in_c;
+        const float* s = src + a * c.in_c;
+        for (int64_t i = 0, n = (e - a) * c.in_c; i < n; i++) d[i] += s[i];
+        continue;
+      }
+      for (int64_t kw = 0; kw < c.k_w; kw++) {
+        const int64_t iw = iw0 + kw * c.dil_w;
+        if (iw < 0 || iw >= c.in_w) continue;
+        float* d = xrow + iw * c.in_c;
+        const float* s = src + kw * c.in_c;
+        for (int64_t ci = 0; ci < c.in_c; ci++) d[ci] += s[ci];
       }
     }
-  });
+  }
 }
 
 thread_local std::vector<float> t_scratch;
@@ -286,14 +276,50 @@ float* Scratch(int64_t n) {
   return t_scratch.data();
 }
 
-// Rows of the patch matrix handled at once: bounds the scratch memory (~16 MB) whatever the layer.
-int64_t BlockRows(const Conv& c) {
-  return std::max<int64_t>(1, std::min<int64_t>(c.rows(), (4 << 20) / std::max<int64_t>(1, c.patch())));
-}
-
 bool IsPointwise(const Conv& c) {
   return c.k_h == 1 && c.k_w == 1 && c.stride_h == 1 && c.stride_w == 1 && c.pad_top == 0 && c.pad_left == 0 &&
          c.out_h == c.in_h && c.out_w == c.in_w;
+}
+
+int g_threads = 1;
+
+// OpenBLAS's own threads for one big product, or one thread per caller when the pool's threads
+// each run their own products.
+struct SingleThreadedBlas {
+  SingleThreadedBlas() { if (g_set_threads && g_threads > 1) g_set_threads(1); }
+  ~SingleThreadedBlas() { if (g_set_threads && g_threads > 1) g_set_threads(g_threads); }
+};
+
+// Convolutions run in blocks of whole images, each small enough that its patch matrix stays in
+// the core's cache (~1 MB) between im2col and the product. Every pool thread takes blocks t,
+// t + T, t + 2T, ... with its own scratch and a single-threaded product: no patch matrix ever goes
+// out to memory and the threads never wait on each other. Blocks are whole images so that col2im
+// of different threads never touches the same image; the filter gradient is summed per thread and
+// the partial sums added in thread order, so results do not depend on timing.
+struct Blocks {
+  int64_t images_per_block, count, rows_per_image;
+};
+
+Blocks ImageBlocks(const Conv& c) {
+  const int64_t rows_per_image = c.out_h * c.out_w;
+  const int64_t per_image = std::max<int64_t>(1, rows_per_image * c.patch());
+  const int64_t images = std::max<int64_t>(1, std::min<int64_t>(c.batch, (256 << 10) / per_image));
+  return {images, (c.batch + images - 1) / images, rows_per_image};
+}
+
+template <typename F>
+void ForBlocks(const Conv& c, F&& body) {
+  const Blocks bl = ImageBlocks(c);
+  const int parts = static_cast<int>(std::min<int64_t>(g_pool.size(), bl.count));
+  SingleThreadedBlas single;
+  std::function<void(int, int)> fn = [&](int part, int count) {
+    for (int64_t i = part; i < bl.count; i += count) {
+      const int64_t b0 = i * bl.images_per_block;
+      const int64_t b1 = std::min(c.batch, b0 + bl.images_per_block);
+      body(part, b0 * bl.rows_per_image, b1 * bl.rows_per_image);
+    }
+  };
+  g_pool.Run(parts, fn);
 }
 
 void ConvForward(const Conv& c, const float* x, const float* w, float* y) {
@@ -302,13 +328,11 @@ void ConvForward(const Conv& c, const float* x, const float* w, float* y) {
     Sgemm(false, false, c.rows(), c.out_c, k, 1.f, x, k, w, c.out_c, 0.f, y, c.out_c);
     return;
   }
-  const int64_t block = BlockRows(c);
-  float* col = Scratch(block * k);
-  for (int64_t r0 = 0; r0 < c.rows(); r0 += block) {
-    const int64_t r1 = std::min(c.rows(), r0 + block);
-    Im2col(c, x, col, r0, r1);
+  ForBlocks(c, [&](int, int64_t r0, int64_t r1) {
+    float* col = Scratch((r1 - r0) * k);
+    Im2colRows(c, x, col, r0, r1, r0);
     Sgemm(false, false, r1 - r0, c.out_c, k, 1.f, col, k, w, c.out_c, 0.f, y + r0 * c.out_c, c.out_c);
-  }
+  });
 }
 
 void ConvBackpropInput(const Conv& c, const float* dy, const float* w, float* dx) {
@@ -317,14 +341,14 @@ void ConvBackpropInput(const Conv& c, const float* dy, const float* w, float* dx
     Sgemm(false, true, c.rows(), k, c.out_c, 1.f, dy, c.out_c, w, c.out_c, 0.f, dx, k);
     return;
   }
-  std::memset(dx, 0, sizeof(float) * c.batch * c.in_h * c.in_w * c.in_c);
-  const int64_t block = BlockRows(c);
-  float* col = Scratch(block * k);
-  for (int64_t r0 = 0; r0 < c.rows(); r0 += block) {
-    const int64_t r1 = std::min(c.rows(), r0 + block);
+  const int64_t image = c.in_h * c.in_w * c.in_c;
+  ForBlocks(c, [&](int, int64_t r0, int64_t r1) {
+    const int64_t b0 = r0 / (c.out_h * c.out_w), b1 = r1 / (c.out_h * c.out_w);
+    std::memset(dx + b0 * image, 0, sizeof(float) * (b1 - b0) * image);
+    float* col = Scratch((r1 - r0) * k);
     Sgemm(false, true, r1 - r0, k, c.out_c, 1.f, dy + r0 * c.out_c, c.out_c, w, c.out_c, 0.f, col, k);
-    Col2im(c, col, dx, r0, r1);
-  }
+    Col2imRows(c, col, dx, r0, r1, r0);
+  });
 }
 
 void ConvBackpropFilter(const Conv& c, const float* x, const float* dy, float* dw) {
@@ -333,12 +357,20 @@ void ConvBackpropFilter(const Conv& c, const float* x, const float* dy, float* d
     Sgemm(true, false, k, c.out_c, c.rows(), 1.f, x, k, dy, c.out_c, 0.f, dw, c.out_c);
     return;
   }
-  const int64_t block = BlockRows(c);
-  float* col = Scratch(block * k);
-  for (int64_t r0 = 0; r0 < c.rows(); r0 += block) {
-    const int64_t r1 = std::min(c.rows(), r0 + block);
-    Im2col(c, x, col, r0, r1);
-    Sgemm(true, false, k, c.out_c, r1 - r0, 1.f, col, k, dy + r0 * c.out_c, c.out_c, r0 == 0 ? 0.f : 1.f, dw, c.out_c);
+  const int64_t n = k * c.out_c;
+  std::vector<float> partial(static_cast<size_t>(g_pool.size()) * n, 0.f);
+  std::vector<char> used(g_pool.size(), 0);
+  ForBlocks(c, [&](int part, int64_t r0, int64_t r1) {
+    float* col = Scratch((r1 - r0) * k);
+    Im2colRows(c, x, col, r0, r1, r0);
+    Sgemm(true, false, k, c.out_c, r1 - r0, 1.f, col, k, dy + r0 * c.out_c, c.out_c, used[part] ? 1.f : 0.f, partial.data() + part * n, c.out_c);
+    used[part] = 1;
+  });
+  std::memcpy(dw, partial.data(), sizeof(float) * n);
+  for (int p = 1; p < g_pool.size(); p++) {
+    if (!used[p]) continue;
+    const float* q = partial.data() + p * n;
+    for (int64_t i = 0; i < n; i++) dw[i] += q[i];
   }
 }
 
@@ -568,6 +600,7 @@ napi_value JsLoad(napi_env env, napi_callback_info info) {
     return nullptr;
   }
   if (threads > 0) {
+    g_threads = static_cast<int>(threads);
     if (g_set_threads) g_set_threads(static_cast<int>(threads));
     if (g_pool.size() != threads) g_pool.Resize(static_cast<int>(threads));
   }

@@ -79,6 +79,9 @@ const convCases: { x: number[]; f: number[]; s: number | [number, number]; p: Pa
   { x: [2, 6, 10, 4], f: [1, 1, 4, 8], s: 2, p: 'valid' },
   { x: [2, 9, 9, 2], f: [3, 3, 2, 3], s: 1, p: 'same', d: 2 },
   { x: [1, 10, 7, 3], f: [3, 3, 3, 2], s: 1, p: 'valid', d: [2, 1] },
+  // enough images for several blocks per thread in the native kernels
+  { x: [40, 12, 12, 8], f: [3, 3, 8, 16], s: 1, p: 'same' },
+  { x: [30, 11, 11, 8], f: [3, 3, 8, 8], s: 2, p: 'same' },
 ];
 
 describe('pure functions against straightforward definitions', () => {
