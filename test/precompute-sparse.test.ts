@@ -112,6 +112,12 @@ describe('sequence teachers', () => {
     assert.ok(f.kl_rows >= 4 && f.kl_mean > 0);
     assert.deepEqual(res.fidelity, f);
     assert.ok(lines.some((l) => /^top-16: retained mass 0\.\d{4} mean, .* at T=1; .* at T=2; KL\(full \|\| top-k \+ uniform tail\)/.test(l)), lines.join('\n'));
+    const inspect = runCli('kdcache', ['inspect', out, '--rows', '2']);
+    assert.equal(inspect.code, 0, inspect.stderr);
+    assert.match(inspect.stdout, /^preprocess  input \[9\]  int64 ids fed as they are  pad id 0 \(not stored\)  mask input 'attention_mask' int64$/m);
+    assert.match(inspect.stdout, /^layout      sequence: one row per real position \(row, position\)$/m);
+    assert.match(inspect.stdout, /^top-k       k = 16 of 4096 classes; retained mass /m);
+    assert.match(inspect.stdout, /^row 0 position 0  classes \[\d+, .*\]  top-k logits \[.*\]  logsumexp -?\d+\.\d{3}$/m);
   });
 
   test('DuckDB reads every column of a top-k float16 sequence cache; p = exp(value - logsumexp) is exact', async () => {

@@ -1,6 +1,8 @@
 import * as path from 'node:path';
 import type { CommandModule } from 'yargs';
 import { checkTeacherFile, finalizeCache, problemLines, readConfig, readManifest, verifyCache } from '../shards/manifest.js';
+import type { FidelityRecord, StorageSpec } from '../shards/format.js';
+import type { Preprocessing } from '../shards/manifest-types.js';
 import { readShardFile } from '../shards/reader.js';
 import { halfToFloat } from '../util/dtype.js';
 import { UserError } from '../util/errors.js';
@@ -47,6 +49,23 @@ export const finalizeCommand: CommandModule<object, { dir: string }> = {
   },
 };
 
+function preprocessText(p: Preprocessing): string {
+  const base = p.input_type === 'float32' ? `scale ${p.scale}  mean [${p.mean.join(', ')}]  std [${p.std.join(', ')}]` : `${p.input_type} ids fed as they are`;
+  const pad = p.pad_id !== undefined ? `  pad id ${p.pad_id} (not stored)` : '';
+  const mask = p.mask_input ? `  ${p.mask_input.kind} input '${p.mask_input.name}' ${p.mask_input.type}` : '';
+  return `${base}${pad}${mask}`;
+}
+
+function teacherOutputText(s: StorageSpec): string {
+  const o = s.teacher_output;
+  return o ? `; the teacher outputs ${o.output === 'probs' ? 'probabilities' : 'log-probabilities'}${o.detected ? ' (detected)' : ''}, stored as log-probabilities` : '';
+}
+
+function fidelityText(f: FidelityRecord, t: number): string {
+  return `retained mass ${f.mass_mean.toFixed(4)} mean / ${f.mass_min.toFixed(4)} min at T=1, ${f.mass_t_mean.toFixed(4)} / ${f.mass_t_min.toFixed(4)} at T=${t}; ` +
+    `KL(full || top-k + uniform tail) ${f.kl_mean.toExponential(3)} at T=1, ${f.kl_t_mean.toExponential(3)} at T=${t} (${f.kl_rows} sampled rows)`;
+}
+
 export const inspectCommand: CommandModule<object, { dir: string; rows: number; json: boolean }> = {
   command: 'inspect <dir>',
   describe: 'print what a cache holds and its first rows',
@@ -76,9 +95,11 @@ export const inspectCommand: CommandModule<object, { dir: string; rows: number; 
       `provider    ${m.execution_providers.join(', ')}`,
       `dataset     ${m.dataset.files.map((f) => f.name).join(', ')}  (${m.dataset.format}, ${formatCount(m.dataset.count)} x [${m.dataset.example_shape.join(', ')}] ${m.dataset.dtype})`,
       `labels      ${m.labels ? `${m.labels.files.map((f) => f.name).join(', ')}${m.labels.column ? ` column ${m.labels.column}` : ''}` : 'none'}`,
-      `preprocess  input [${m.preprocessing.input_shape.join(', ')}]  scale ${m.preprocessing.scale}  mean [${m.preprocessing.mean.join(', ')}]  std [${m.preprocessing.std.join(', ')}]`,
-      `output      [${m.output.shape.join(', ')}] per example, stored raw (temperature is applied at training time)`,
-      `storage     ${m.storage.format} ${m.storage.compression}, ${m.storage.logits_dtype}, ${m.shards.length} shards of ${m.storage.shard_rows} rows, ${formatBytes(m.totals.bytes)} (${(m.totals.bytes / m.rows).toFixed(1)} B/row)`,
+      `preprocess  input [${m.preprocessing.input_shape.join(', ')}]  ${preprocessText(m.preprocessing)}`,
+      `output      [${m.output.shape.join(', ')}] per example, stored raw (temperature is applied at training time)${teacherOutputText(m.storage)}`,
+      `storage     ${m.storage.format} ${m.storage.compression}, ${m.storage.logits_dtype}, ${m.shards.length} shards of ${m.storage.shard_rows} rows, ${formatBytes(m.totals.bytes)} (${(m.totals.bytes / m.rows).toFixed(1)} B/row${m.totals.positions !== undefined ? `, ${formatCount(m.totals.positions)} positions, ${(m.totals.bytes / Math.max(m.totals.positions, 1)).toFixed(1)} B/position` : ''})`,
+      ...(m.storage.layout === 'sequence' ? ['layout      sequence: one row per real position (row, position)'] : []),
+      ...(m.totals.fidelity ? [`top-k       k = ${m.storage.k} of ${m.storage.classes} classes; ${fidelityText(m.totals.fidelity, m.storage.report_temperature!)}`] : []),
       `columns     ${m.storage.columns.map((c) => `${c.name}: ${c.type}`).join(', ')}`,
       `non-finite  ${m.totals.nonfinite_rows} rows`,
     ].join('\n'));
@@ -92,7 +113,10 @@ export const inspectCommand: CommandModule<object, { dir: string; rows: number; 
           const v = cols.logits[i * w + j];
           vals.push((cols.logitsDtype === 'float16' ? halfToFloat(v) : v).toFixed(3));
         }
-        console.log(`row ${cols.row[i]}${cols.label ? `  label ${cols.label[i]}` : ''}  logits [${vals.join(', ')}${w > show ? `, ... (${w})` : ''}]`);
+        const where = `row ${cols.row[i]}${cols.position ? ` position ${cols.position[i]}` : ''}${cols.label ? `  label ${cols.label[i]}` : ''}`;
+        const classes = cols.topkIndices ? `  classes [${[...cols.topkIndices.subarray(i * w, i * w + show)].join(', ')}${w > show ? ', ...' : ''}]` : '';
+        const lse = cols.logsumexp ? `  logsumexp ${cols.logsumexp[i].toFixed(3)}` : '';
+        console.log(`${where}${classes}  ${cols.topkIndices ? 'top-k logits' : 'logits'} [${vals.join(', ')}${w > show ? `, ... (${w})` : ''}]${lse}`);
       }
     }
   },
