@@ -481,6 +481,32 @@ void DepthwiseBackpropFilter(const Conv& c, const float* x, const float* dy, flo
 
 // ---- pooling ----------------------------------------------------------------------------------
 
+// Max pooling, NHWC, same dims as MaxPoolBackprop, as tfjs's cpu backend: strict > from -inf (NaN
+// never wins).
+void MaxPoolForward(const int32_t* d, const float* x, float* y) {
+  const int64_t nb = d[0], ih = d[1], iw = d[2], c = d[3], oh = d[4], ow = d[5], fh = d[6], fw = d[7], sh = d[8], sw = d[9], dh = d[10], dw = d[11], pt = d[12], pl = d[13];
+  ParallelFor(nb * oh, 4, [&](int64_t lo, int64_t hi) {
+    for (int64_t row = lo; row < hi; row++) {
+      const int64_t b = row / oh, yo = row % oh;
+      const float* xb = x + b * ih * iw * c;
+      for (int64_t xo = 0; xo < ow; xo++) {
+        float* out = y + ((b * oh + yo) * ow + xo) * c;
+        for (int64_t ch = 0; ch < c; ch++) out[ch] = -INFINITY;
+        for (int64_t fy = 0; fy < fh; fy += dh) {
+          const int64_t iy = yo * sh - pt + fy;
+          if (iy < 0 || iy >= ih) continue;
+          for (int64_t fx = 0; fx < fw; fx += dw) {
+            const int64_t ix = xo * sw - pl + fx;
+            if (ix < 0 || ix >= iw) continue;
+            const float* p = xb + (iy * iw + ix) * c;
+            for (int64_t ch = 0; ch < c; ch++) out[ch] = p[ch] > out[ch] ? p[ch] : out[ch];
+          }
+        }
+      }
+    }
+  });
+}
+
 // dx of max pooling, NHWC; d = [batch, inH, inW, C, outH, outW, fH, fW, sH, sW, dilH, dilW, padTop,
 // padLeft]. The first maximum of a window (row-major, strict >, from -inf) takes the gradient, as in
 // tfjs; overlapping windows add up. Parallel over images.
@@ -790,6 +816,67 @@ napi_value JsAdam(napi_env env, napi_callback_info info) {
   return Undefined(env);
 }
 
+// elementwise(op, X, xOff, n, B, bOff, bn, Y, yOff, alpha): Y = op(X[, B]) over n elements, all cores.
+// op 0 add, 1 multiply, 2 subtract: B has bn elements, bn == n or n a multiple of bn (B repeats over
+// the leading axes: a bias). op 3 relu, 4 step(alpha), with tfjs's NaN rules (NaN stays NaN).
+napi_value JsElementwise(napi_env env, napi_callback_info info) {
+  Args a;
+  if (!GetArgs(env, info, &a, 10)) return nullptr;
+  int64_t op, n, bn = 0;
+  double alpha;
+  if (!Int(a, 0, &op) || !Int(a, 3, &n) || !Num(a, 9, &alpha)) return nullptr;
+  if (op < 0 || op > 4 || n < 0) return Fail(env, "kdcache native: bad elementwise arguments"), nullptr;
+  float *X, *B = nullptr, *Y;
+  if (!Floats(a, 1, 2, n, &X) || !Floats(a, 7, 8, n, &Y)) return nullptr;
+  if (op <= 2) {
+    if (!Int(a, 6, &bn)) return nullptr;
+    if (bn < 1 || n % bn != 0) return Fail(env, "kdcache native: elementwise operand sizes do not broadcast"), nullptr;
+    if (!Floats(a, 4, 5, bn, &B)) return nullptr;
+  }
+  const float al = static_cast<float>(alpha);
+  ParallelFor(n, 65536, [&](int64_t lo, int64_t hi) {
+    switch (op) {
+      case 0: case 1: case 2: {
+        for (int64_t i = lo; i < hi;) {
+          const int64_t j0 = i % bn;
+          const int64_t len = std::min(hi - i, bn - j0);
+          const float* x = X + i;
+          const float* b = B + j0;
+          float* y = Y + i;
+          if (op == 0) for (int64_t j = 0; j < len; j++) y[j] = x[j] + b[j];
+          else if (op == 1) for (int64_t j = 0; j < len; j++) y[j] = x[j] * b[j];
+          else for (int64_t j = 0; j < len; j++) y[j] = x[j] - b[j];
+          i += len;
+        }
+        break;
+      }
+      case 3: for (int64_t i = lo; i < hi; i++) Y[i] = X[i] < 0.f ? 0.f : X[i]; break;
+      case 4: for (int64_t i = lo; i < hi; i++) Y[i] = X[i] != X[i] ? X[i] : X[i] > 0.f ? 1.f : al; break;
+    }
+  });
+  return Undefined(env);
+}
+
+// maxPool(X, xOff, Y, yOff, dims Int32Array[14])
+napi_value JsMaxPool(napi_env env, napi_callback_info info) {
+  Args a;
+  if (!GetArgs(env, info, &a, 5)) return nullptr;
+  napi_typedarray_type type;
+  size_t length;
+  void* data;
+  napi_value buffer;
+  size_t byte_offset;
+  if (napi_get_typedarray_info(env, a.argv[4], &type, &length, &data, &buffer, &byte_offset) != napi_ok || type != napi_int32_array || length < 14) {
+    return Fail(env, "kdcache native: pool dims must be an Int32Array of 14"), nullptr;
+  }
+  const int32_t* d = static_cast<const int32_t*>(data);
+  for (int i = 0; i < 12; i++) if (d[i] < 1) return Fail(env, "kdcache native: bad pool dims"), nullptr;
+  float *X, *Y;
+  if (!Floats(a, 0, 1, static_cast<int64_t>(d[0]) * d[1] * d[2] * d[3], &X) || !Floats(a, 2, 3, static_cast<int64_t>(d[0]) * d[4] * d[5] * d[3], &Y)) return nullptr;
+  MaxPoolForward(d, X, Y);
+  return Undefined(env);
+}
+
 // maxPoolBackprop(X, xOff, DY, dyOff, DX, dxOff, dims Int32Array[14])
 napi_value JsMaxPoolBackprop(napi_env env, napi_callback_info info) {
   Args a;
@@ -823,6 +910,8 @@ napi_value Init(napi_env env, napi_value exports) {
       {"maxPoolBackprop", nullptr, JsMaxPoolBackprop, nullptr, nullptr, nullptr, napi_default, nullptr},
       {"columnSums", nullptr, JsColumnSums, nullptr, nullptr, nullptr, napi_default, nullptr},
       {"adam", nullptr, JsAdam, nullptr, nullptr, nullptr, napi_default, nullptr},
+      {"elementwise", nullptr, JsElementwise, nullptr, nullptr, nullptr, napi_default, nullptr},
+      {"maxPool", nullptr, JsMaxPool, nullptr, nullptr, nullptr, napi_default, nullptr},
   };
   napi_define_properties(env, exports, sizeof(props) / sizeof(props[0]), props);
   return exports;

@@ -53,9 +53,12 @@ function relDiff(a: Float32Array, b: Float32Array): number {
   let m = 0;
   let scale = 1;
   for (let i = 0; i < a.length; i++) {
+    if (Number.isNaN(a[i]) || Number.isNaN(b[i])) {
+      if (Number.isNaN(a[i]) !== Number.isNaN(b[i])) return Infinity;
+      continue;
+    }
     m = Math.max(m, Math.abs(a[i] - b[i]));
     scale = Math.max(scale, Math.abs(a[i]));
-    if (Number.isNaN(a[i]) !== Number.isNaN(b[i])) return Infinity;
   }
   return m / scale;
 }
@@ -254,6 +257,24 @@ for (const set of sets) {
         close(cpu, wasm, 1e-6);
       });
     }
+
+    test('elementwise ops and max pooling on large tensors (native above 2^17 elements): broadcasts, NaN', async () => {
+      const [cpu, wasm] = await onBoth(set, () => {
+        const shape = [9, 20, 20, 41];
+        const x = tf.tensor4d(values(shape, 21).map((v, i) => (i % 997 === 0 ? NaN : i % 13 === 0 ? 0 : v)), shape as [number, number, number, number]);
+        const y = tf.tensor4d(values(shape, 22), shape as [number, number, number, number]);
+        const bias = tf.tensor1d(values([41], 23));
+        const row = tf.tensor2d(values([20, 41], 24), [20, 41]);
+        const col = tf.tensor4d(values([9, 20, 20, 1], 25), [9, 20, 20, 1]);
+        const finite = tf.where(tf.isNaN(x), tf.zerosLike(x), x);
+        return [
+          tf.add(x, bias), tf.add(bias, x), tf.add(x, y), tf.add(row, y), tf.mul(x, bias), tf.mul(y, x), tf.sub(x, bias), tf.sub(bias, y), tf.sub(x, y),
+          tf.add(x, col), tf.relu(x), tf.step(x), tf.step(x, 0.3),
+          tf.maxPool(finite, 2, 2, 'valid'), tf.maxPool(finite, 3, 2, 'same'), tf.maxPool(finite, [3, 2], 1, 'valid'),
+        ];
+      });
+      close(cpu, wasm, 1e-6);
+    });
 
     test('Sum over leading axes (bias gradients), keepDims, and over other axes', async () => {
       const [cpu, wasm] = await onBoth(set, () => {

@@ -39,7 +39,7 @@ export type WasmKernelSet = 'stock' | 'wasm' | 'native';
 const REPLACEABLE = [
   'Transpose', 'BatchMatMul', '_FusedMatMul', 'Conv2D', 'FusedConv2D', 'Conv2DBackpropInput', 'Conv2DBackpropFilter',
   'DepthwiseConv2dNative', 'FusedDepthwiseConv2D', 'DepthwiseConv2dNativeBackpropInput', 'DepthwiseConv2dNativeBackpropFilter',
-  'Identity', 'Cast', 'Sum', 'MaxPoolGrad',
+  'Identity', 'Cast', 'Sum', 'MaxPoolGrad', 'Add', 'Multiply', 'Sub', 'Relu', 'Step', 'MaxPool',
 ] as const;
 
 let shipped: Record<string, KernelFn | undefined> | null = null;

@@ -30,6 +30,34 @@ export interface NativeAddon {
   maxPoolBackprop(x: Float32Array, xOff: number, dy: Float32Array, dyOff: number, dx: Float32Array, dxOff: number, dims: Int32Array): void;
   columnSums(x: Float32Array, xOff: number, rows: number, cols: number, y: Float32Array, yOff: number): void;
   adam(heap: Float32Array, offsets: Int32Array, n: number, b1: number, c1: number, b2: number, c2: number, d1: number, d2: number, eps: number, negLr: number): void;
+  elementwise(op: number, x: Float32Array, xOff: number, n: number, b: Float32Array | null, bOff: number, bn: number, y: Float32Array, yOff: number, alpha: number): void;
+  maxPool(x: Float32Array, xOff: number, y: Float32Array, yOff: number, dims: Int32Array): void;
+}
+
+/**
+ * Elementwise ops move to native code only on large tensors (the activations of convolutional
+ * layers), where using every core pays for the call; small ones stay on wasm.
+ */
+const ELEMENTWISE_MIN = 1 << 17;
+
+/** For a binary op on a and b: which operand is the full-size one, and how often the other repeats. */
+function broadcastPlan(a: TensorInfo, b: TensorInfo): { big: TensorInfo; small: TensorInfo; swapped: boolean; shape: number[] } | null {
+  let shape: number[];
+  try {
+    shape = tf.backend_util.assertAndGetBroadcastShape(a.shape, b.shape);
+  } catch {
+    return null;
+  }
+  const n = size(shape);
+  // t repeats contiguously over the output when, leading 1s dropped, it is the output's trailing dims
+  const suffixOf = (t: TensorInfo) => {
+    const first = t.shape.findIndex((d) => d !== 1);
+    const inner = first < 0 ? [] : t.shape.slice(first);
+    return inner.length <= shape.length && inner.every((d, i) => d === shape[shape.length - inner.length + i]);
+  };
+  if (size(a.shape) === n && sameShape(a.shape, shape) && suffixOf(b)) return { big: a, small: b, swapped: false, shape };
+  if (size(b.shape) === n && sameShape(b.shape, shape) && suffixOf(a)) return { big: b, small: a, swapped: true, shape };
+  return null;
 }
 
 /** The fused Adam update (kernels/adam.ts) on the native side: same float32 arithmetic, all cores. */
@@ -202,7 +230,41 @@ export function nativeKernels(native: NativeAddon, pure: Record<string, KernelFn
     return out;
   };
 
+  const binary = (op: 0 | 1 | 2, name: string): KernelFn => (args) => {
+    const { a, b } = args.inputs as Record<string, TensorInfo>;
+    const plan = a.dtype === 'float32' && b.dtype === 'float32' ? broadcastPlan(a, b) : null;
+    // subtraction is not commutative: only a - (broadcast b)
+    if (!plan || size(plan.shape) < ELEMENTWISE_MIN || (op === 2 && plan.swapped)) return pure[name](args);
+    const out = args.backend.makeOutput(plan.shape, 'float32');
+    const heap = heapF32(args.backend);
+    native.elementwise(op, heap, offsetOf(args.backend, plan.big), size(plan.shape), heap, offsetOf(args.backend, plan.small), size(plan.small.shape), heap, offsetOf(args.backend, out), 0);
+    return out;
+  };
+  const unary = (op: 3 | 4, name: string): KernelFn => (args) => {
+    const x = args.inputs.x!;
+    if (x.dtype !== 'float32' || size(x.shape) < ELEMENTWISE_MIN) return pure[name](args);
+    const out = args.backend.makeOutput(x.shape.slice(), 'float32');
+    const heap = heapF32(args.backend);
+    native.elementwise(op, heap, offsetOf(args.backend, x), size(x.shape), null, 0, 0, heap, offsetOf(args.backend, out), Number(args.attrs?.alpha ?? 0));
+    return out;
+  };
+  const maxPool: KernelFn = (args) => {
+    const x = args.inputs.x!;
+    if (x.dtype !== 'float32' || x.shape.length !== 4 || size(x.shape) === 0) return pure.MaxPool(args);
+    const d = poolDims(x.shape, args.attrs as unknown as PoolAttrs);
+    const out = args.backend.makeOutput([d[0], d[4], d[5], d[3]], 'float32');
+    const heap = heapF32(args.backend);
+    native.maxPool(heap, offsetOf(args.backend, x), heap, offsetOf(args.backend, out), d);
+    return out;
+  };
+
   return {
+    Add: binary(0, 'Add'),
+    Multiply: binary(1, 'Multiply'),
+    Sub: binary(2, 'Sub'),
+    Relu: unary(3, 'Relu'),
+    Step: unary(4, 'Step'),
+    MaxPool: maxPool,
     Sum: sum,
     MaxPoolGrad: maxPoolGrad,
     BatchMatMul: matmul(false),
