@@ -3,6 +3,7 @@ import { type Table, type Vector, tableFromIPC, Type } from 'apache-arrow';
 import { readParquet } from 'parquet-wasm';
 import type { DType, TypedArray } from '../util/dtype.js';
 import { UserError, describeFsError } from '../util/errors.js';
+import { tableFromIpcBytes } from '../util/arrow-ipc.js';
 import { inMemoryDataset } from './memory.js';
 import { toLabels } from './npy.js';
 import type { Dataset } from './types.js';
@@ -21,7 +22,7 @@ export async function readTableFile(file: string, columns?: string[]): Promise<T
       const wasmTable = readParquet(bytes, columns ? { columns } : undefined);
       return tableFromIPC(wasmTable.intoIPCStream());
     }
-    return tableFromIPC(bytes);
+    return tableFromIpcBytes(bytes);
   } catch (err) {
     const what = isParquet ? 'Parquet' : 'Arrow IPC';
     throw new UserError(`${file}: cannot read as ${what} (${String((err as Error).message ?? err).split('\n')[0]}); expected a Parquet or Arrow IPC file`);
@@ -91,7 +92,12 @@ export function flattenListColumn(vector: Vector, column: string, file: string):
     parts.push(values.subarray(child.offset + start, child.offset + end) as TypedArray);
   }
   if (rows === 0 || dtype === undefined) throw new UserError(`${file}: column '${column}' is empty`);
-  return { values: concatTyped(parts), width, dtype };
+  const values = concatTyped(parts);
+  // A damaged file can declare more rows than its value buffer holds; Arrow clamps the views silently.
+  if (values.length !== rows * width) {
+    throw new UserError(`${file}: column '${column}' holds ${values.length} values for ${rows} rows of ${width}; the file is damaged`);
+  }
+  return { values, width, dtype };
 }
 
 function concatTyped(parts: TypedArray[]): TypedArray {

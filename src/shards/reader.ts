@@ -2,11 +2,11 @@
  * Reading shards back: bytes -> typed arrays, with every way a file can be wrong (damaged, truncated,
  * replaced, copied from another cache) reported as one line naming the shard and the fix.
  */
-import { openAsBlob } from 'node:fs';
 import * as fs from 'node:fs/promises';
 import * as arrow from 'apache-arrow';
 import * as pw from 'parquet-wasm';
 import { describeFsError, UserError } from '../util/errors.js';
+import { tableFromIpcBytes } from '../util/arrow-ipc.js';
 import { sha256Hex } from '../util/fsx.js';
 import {
   META_CONFIG_ID, META_FIRST_ROW, META_SHARD_INDEX,
@@ -70,7 +70,7 @@ export function shardBytesToTable(bytes: Uint8Array, format: StorageFormat, file
       return arrow.tableFromIPC(pw.readParquet(bytes, { batchSize: 1 << 30 }).intoIPCStream());
     }
     // Arrow reads buffers in place and needs them 8-byte aligned; a copy is cheaper than failing.
-    return arrow.tableFromIPC(bytes.byteOffset % 8 === 0 ? bytes : bytes.slice());
+    return tableFromIpcBytes(bytes.byteOffset % 8 === 0 ? bytes : bytes.slice());
   } catch (err) {
     throw new UserError(`${file}: cannot decode ${format === 'parquet' ? 'Parquet' : 'Arrow IPC'} data (${firstLine(err)}); ${REGENERATE}`);
   }
@@ -92,14 +92,7 @@ export function decodeShard(bytes: Uint8Array, format: StorageFormat, file: stri
  */
 export async function readShardMeta(absPath: string, format: StorageFormat, file: string): Promise<EmbeddedMeta> {
   try {
-    if (format === 'parquet') {
-      const pf = await pw.ParquetFile.fromFile(await openAsBlob(absPath));
-      try {
-        return embeddedMeta(pf.metadata().fileMetadata().keyValueMetadata() as Map<string, string>);
-      } finally {
-        pf.free();
-      }
-    }
+    if (format === 'parquet') return embeddedMeta(await readParquetKeyValues(absPath, file));
     const fh = await fs.open(absPath, 'r');
     try {
       const reader = await arrow.RecordBatchReader.from(fh);
@@ -110,9 +103,42 @@ export async function readShardMeta(absPath: string, format: StorageFormat, file
       await fh.close().catch(() => {});
     }
   } catch (err) {
+    if (err instanceof UserError) throw err;
     const fsErr = describeFsError(err, file, 'read');
     if (fsErr) throw fsErr;
     throw new UserError(`${file}: cannot read ${format === 'parquet' ? 'Parquet footer' : 'Arrow IPC schema'} (${firstLine(err)}); ${REGENERATE}`);
+  }
+}
+
+/**
+ * The key-value metadata of a Parquet file, from its footer alone. The footer is parsed synchronously:
+ * parquet-wasm's async ParquetFile.fromFile panics on some damaged footers inside a detached future,
+ * where the panic cannot be caught and kills the process (found by fuzzing); a synchronous panic is
+ * an ordinary exception.
+ */
+async function readParquetKeyValues(absPath: string, file: string): Promise<Map<string, string>> {
+  const fh = await fs.open(absPath, 'r');
+  let footer: Uint8Array;
+  try {
+    const { size } = await fh.stat();
+    const tail = Buffer.alloc(8);
+    if (size < 12 || (await fh.read(tail, 0, 8, size - 8)).bytesRead !== 8 || !hasMagic(tail, PAR1, 4)) {
+      throw new UserError(`${file}: Parquet file is truncated (no PAR1 footer); ${REGENERATE}`);
+    }
+    const length = tail.readUInt32LE(0);
+    if (length > size - 12) throw new UserError(`${file}: Parquet footer length ${length} exceeds the file's ${size} bytes (truncated or damaged); ${REGENERATE}`);
+    // What the parser needs to find the footer: magic, footer, its length, magic.
+    footer = Buffer.alloc(4 + length + 8);
+    footer.set(PAR1, 0);
+    await fh.read(footer, 4, length + 8, size - length - 8);
+  } finally {
+    await fh.close();
+  }
+  const schema = pw.readSchema(footer);
+  try {
+    return new Map(schema.metadata() as Map<string, string>);
+  } finally {
+    schema.free();
   }
 }
 

@@ -25,12 +25,12 @@ export function columnsFromTable(table: arrow.Table, file: string): ShardColumns
     return { type: vec.type, chunks: vec.data };
   };
   const rows = table.numRows;
-  const row = toBigInt64(integers(column(COL_ROW, true)!.chunks, COL_ROW, fail), rows);
+  const row = toBigInt64(integers(column(COL_ROW, true)!.chunks, COL_ROW, fail));
   const labelData = column(COL_LABEL, false);
-  const label = labelData && toInt32(integers(labelData.chunks, COL_LABEL, fail), rows, fail);
+  const label = labelData && toInt32(integers(labelData.chunks, COL_LABEL, fail), fail);
 
   const positionData = column(COL_POSITION, false);
-  const position = positionData && toInt32(integers(positionData.chunks, COL_POSITION, fail), rows, fail, COL_POSITION);
+  const position = positionData && toInt32(integers(positionData.chunks, COL_POSITION, fail), fail, COL_POSITION);
 
   // A top-k shard has no dense logits column; its values live in topk_logits.
   const sparse = table.getChild(COL_TOPK_INDICES) !== null;
@@ -54,7 +54,7 @@ export function columnsFromTable(table: arrow.Table, file: string): ShardColumns
     if (idx.width !== logits.width) fail(`column "${COL_TOPK_INDICES}" has ${idx.width} classes per row, "${COL_TOPK_LOGITS}" ${logits.width}`);
     if (!['int32', 'int64', 'int16', 'uint16', 'uint8', 'int8'].includes(idx.dtype)) fail(`column "${COL_TOPK_INDICES}" holds ${idx.dtype} values, expected int32`);
     cols.topkIndices = idx.values instanceof Int32Array ? idx.values : Int32Array.from(idx.values as ArrayLike<number>, Number);
-    cols.logsumexp = floats(column(COL_LOGSUMEXP, true)!.chunks, rows, fail);
+    cols.logsumexp = floats(column(COL_LOGSUMEXP, true)!.chunks, fail);
   }
   if (position) cols.position = position;
   if (label) cols.label = label;
@@ -65,7 +65,24 @@ export function columnsFromTable(table: arrow.Table, file: string): ShardColumns
     cols.inputWidth = input.width;
     cols.inputDtype = input.dtype;
   }
+  checkLengths(cols, fail);
   return cols;
+}
+
+/** Arrow clamps views to the buffers a file really has; a damaged file declaring more rows shows here. */
+function checkLengths(c: ShardColumns, fail: Fail): void {
+  const want: [string, number, number][] = [
+    [COL_ROW, c.row.length, c.rows],
+    [COL_LOGITS, c.logits.length, c.rows * c.logitsWidth],
+  ];
+  if (c.label) want.push([COL_LABEL, c.label.length, c.rows]);
+  if (c.position) want.push([COL_POSITION, c.position.length, c.rows]);
+  if (c.topkIndices) want.push([COL_TOPK_INDICES, c.topkIndices.length, c.rows * c.logitsWidth]);
+  if (c.logsumexp) want.push([COL_LOGSUMEXP, c.logsumexp.length, c.rows]);
+  if (c.input) want.push([COL_INPUT, c.input.length, c.rows * c.inputWidth!]);
+  for (const [name, got, expected] of want) {
+    if (got !== expected) fail(`column "${name}" holds ${got} values, ${c.rows} rows need ${expected}`);
+  }
 }
 
 type Fail = (msg: string) => never;
@@ -82,9 +99,13 @@ function integers(chunks: readonly arrow.Data[], name: string, fail: Fail): Type
   });
 }
 
-function toBigInt64(parts: TypedArray[], rows: number): BigInt64Array {
+// Outputs are sized by the values present, never by the row count a (possibly damaged) file declares;
+// checkLengths then compares the two.
+const total = (parts: TypedArray[]) => parts.reduce((n, p) => n + p.length, 0);
+
+function toBigInt64(parts: TypedArray[]): BigInt64Array {
   if (parts.length === 1 && parts[0] instanceof BigInt64Array) return parts[0];
-  const out = new BigInt64Array(rows);
+  const out = new BigInt64Array(total(parts));
   let at = 0;
   for (const p of parts) {
     if (p instanceof BigInt64Array) out.set(p, at);
@@ -95,13 +116,13 @@ function toBigInt64(parts: TypedArray[], rows: number): BigInt64Array {
 }
 
 /** A float column (float32, or float64 from other writers) as one Float32Array. */
-function floats(chunks: readonly arrow.Data[], rows: number, fail: Fail): Float32Array {
+function floats(chunks: readonly arrow.Data[], fail: Fail): Float32Array {
   const parts = chunks.map((d) => {
     if (!arrow.DataType.isFloat(d.type) || (d.type as arrow.Float).precision === arrow.Precision.HALF) fail(`column "${COL_LOGSUMEXP}" has type ${d.type}, expected float32`);
     return (d.values as Float32Array | Float64Array).subarray(0, d.length);
   });
   if (parts.length === 1 && parts[0] instanceof Float32Array) return parts[0];
-  const out = new Float32Array(rows);
+  const out = new Float32Array(total(parts));
   let at = 0;
   for (const p of parts) {
     out.set(p, at);
@@ -110,9 +131,9 @@ function floats(chunks: readonly arrow.Data[], rows: number, fail: Fail): Float3
   return out;
 }
 
-function toInt32(parts: TypedArray[], rows: number, fail: Fail, name = COL_LABEL): Int32Array {
+function toInt32(parts: TypedArray[], fail: Fail, name = COL_LABEL): Int32Array {
   if (parts.length === 1 && parts[0] instanceof Int32Array) return parts[0];
-  const out = new Int32Array(rows);
+  const out = new Int32Array(total(parts));
   let at = 0;
   for (const p of parts) {
     for (let i = 0; i < p.length; i++) {

@@ -4,9 +4,17 @@
  */
 export class UserError extends Error {
   constructor(message: string, readonly exitCode = 2) {
-    super(message);
+    super(oneLine(message));
     this.name = 'UserError';
   }
+}
+
+/**
+ * Messages quote names read from files (column names, header text); a damaged file can put newlines
+ * and other control characters there, which must not break the one-line contract.
+ */
+function oneLine(text: string): string {
+  return text.replace(/[\u0000-\u001f]/g, (c) => JSON.stringify(c).slice(1, -1));
 }
 
 export function fail(message: string): never {
