@@ -144,6 +144,10 @@ class Pool {
 
 Pool g_pool;
 
+// Calls from several JS threads (worker_threads each loading the addon) take turns: the pool and
+// the BLAS thread setting are process-wide.
+std::mutex g_calls;
+
 // Split [0, n) into `parts` nearly equal ranges.
 inline void Range(int64_t n, int part, int parts, int64_t* lo, int64_t* hi) {
   *lo = n * part / parts;
@@ -613,6 +617,7 @@ napi_value Undefined(napi_env env) {
 
 // load(libraryOrEmpty, threads) -> { blas, config, threads }
 napi_value JsLoad(napi_env env, napi_callback_info info) {
+  std::lock_guard<std::mutex> serial(g_calls);
   Args a;
   if (!GetArgs(env, info, &a, 2)) return nullptr;
   size_t len = 0;
@@ -646,6 +651,7 @@ napi_value JsLoad(napi_env env, napi_callback_info info) {
 // sgemm(ta, tb, m, n, k, alpha, A, aOff, lda, B, bOff, ldb, beta, C, cOff, ldc): row-major
 // C = alpha * op(A) * op(B) + beta * C.
 napi_value JsSgemm(napi_env env, napi_callback_info info) {
+  std::lock_guard<std::mutex> serial(g_calls);
   Args a;
   if (!GetArgs(env, info, &a, 16)) return nullptr;
   if (!g_sgemm) return Fail(env, "kdcache native: BLAS not loaded"), nullptr;
@@ -673,6 +679,7 @@ napi_value JsSgemm(napi_env env, napi_callback_info info) {
 // kind 0: Y = conv(X, W)          1: X = dconv/dX (Y holds dY)    2: W = dconv/dW (Y holds dY)
 // kind 3, 4, 5: the same for a depthwise convolution (outC = inC * multiplier).
 napi_value JsConv(napi_env env, napi_callback_info info) {
+  std::lock_guard<std::mutex> serial(g_calls);
   Args a;
   if (!GetArgs(env, info, &a, 8)) return nullptr;
   int64_t kind;
@@ -713,6 +720,7 @@ napi_value JsConv(napi_env env, napi_callback_info info) {
 // epilogue(Y, yOff, rows, cols, bias | null, biasOff, act, alpha): Y[r, :] += bias, then the
 // activation in place. act: 0 linear, 1 relu, 2 relu6, 3 leakyrelu(alpha), 4 sigmoid, 5 elu.
 napi_value JsEpilogue(napi_env env, napi_callback_info info) {
+  std::lock_guard<std::mutex> serial(g_calls);
   Args a;
   if (!GetArgs(env, info, &a, 8)) return nullptr;
   int64_t rows, cols, act;
@@ -745,6 +753,7 @@ napi_value JsEpilogue(napi_env env, napi_callback_info info) {
 // columnSums(X, xOff, rows, cols, Y, yOff): Y[j] = sum_i X[i, j], accumulated in double. Rows are
 // split across threads into fixed ranges and the partial sums added in order: deterministic.
 napi_value JsColumnSums(napi_env env, napi_callback_info info) {
+  std::lock_guard<std::mutex> serial(g_calls);
   Args a;
   if (!GetArgs(env, info, &a, 6)) return nullptr;
   int64_t rows, cols;
@@ -776,6 +785,7 @@ napi_value JsColumnSums(napi_env env, napi_callback_info info) {
 // one Adam step, every operation rounded to float32 in tfjs's order (built with -ffp-contract=off,
 // so no fused multiply-adds): bit-identical to tfjs's Adam and to src/train/kernels/adam.ts.
 napi_value JsAdam(napi_env env, napi_callback_info info) {
+  std::lock_guard<std::mutex> serial(g_calls);
   Args a;
   if (!GetArgs(env, info, &a, 11)) return nullptr;
   napi_typedarray_type type;
@@ -820,6 +830,7 @@ napi_value JsAdam(napi_env env, napi_callback_info info) {
 // op 0 add, 1 multiply, 2 subtract: B has bn elements, bn == n or n a multiple of bn (B repeats over
 // the leading axes: a bias). op 3 relu, 4 step(alpha), with tfjs's NaN rules (NaN stays NaN).
 napi_value JsElementwise(napi_env env, napi_callback_info info) {
+  std::lock_guard<std::mutex> serial(g_calls);
   Args a;
   if (!GetArgs(env, info, &a, 10)) return nullptr;
   int64_t op, n, bn = 0;
@@ -859,6 +870,7 @@ napi_value JsElementwise(napi_env env, napi_callback_info info) {
 
 // maxPool(X, xOff, Y, yOff, dims Int32Array[14])
 napi_value JsMaxPool(napi_env env, napi_callback_info info) {
+  std::lock_guard<std::mutex> serial(g_calls);
   Args a;
   if (!GetArgs(env, info, &a, 5)) return nullptr;
   napi_typedarray_type type;
@@ -879,6 +891,7 @@ napi_value JsMaxPool(napi_env env, napi_callback_info info) {
 
 // maxPoolBackprop(X, xOff, DY, dyOff, DX, dxOff, dims Int32Array[14])
 napi_value JsMaxPoolBackprop(napi_env env, napi_callback_info info) {
+  std::lock_guard<std::mutex> serial(g_calls);
   Args a;
   if (!GetArgs(env, info, &a, 7)) return nullptr;
   napi_typedarray_type type;

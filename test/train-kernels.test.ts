@@ -20,6 +20,7 @@ import { Rng } from '../src/train/rng.js';
 import { buildCnn, buildMlp } from '../src/train/students.js';
 import { createOptimizer, trainStep } from '../src/train/trainer.js';
 import { type WasmKernelSet, configureWasmKernels, installWasmKernels } from '../src/train/wasm-kernels.js';
+import { runCli } from './helpers/data.js';
 
 function values(shape: number[], seed: number): Float32Array {
   const n = shape.reduce((a, b) => a * b, 1);
@@ -353,6 +354,27 @@ for (const set of sets) {
     });
   });
 }
+
+describe('backends', () => {
+  test('kdcache backends lists every backend, says why one does not load, and what auto picks', () => {
+    const r = runCli('kdcache', ['backends']);
+    assert.equal(r.code, 0, r.stderr);
+    const lines = r.stdout.trim().split('\n');
+    assert.match(lines.find((l) => /\bwasm\b/.test(l) && /pure wasm/.test(l)) ?? '', /^yes\s+wasm/);
+    assert.match(lines.find((l) => /\bcpu\b/.test(l)) ?? '', /^yes\s+cpu/);
+    assert.match(lines.find((l) => /tensorflow/.test(l)) ?? '', /^no\s+tensorflow\s+neither @tensorflow\/tfjs-node-gpu nor @tensorflow\/tfjs-node is installed/);
+    const nativeLine = lines.find((l) => /^\w+\s+native/.test(l)) ?? '';
+    assert.match(nativeLine, native.ok ? /^yes\s+native\s+native \(wasm \+ OpenBLAS/ : /^no\s+native/);
+    assert.equal(lines.at(-1), `auto: ${native.ok ? 'native' : 'wasm'}`);
+  });
+
+  test('without the addon, auto falls back to pure wasm and says why', () => {
+    const r = runCli('kdcache', ['backends'], { KDCACHE_NATIVE_ADDON: '/nonexistent/kdcache_native.node' });
+    assert.equal(r.code, 0, r.stderr);
+    assert.match(r.stdout, /^no\s+native\s+.*is not built \(npm run build builds it when g\+\+ is installed\)/m);
+    assert.match(r.stdout, /auto: wasm\s*$/);
+  });
+});
 
 describe('the native addon', { skip: native.ok ? false : `not available: ${native.ok ? '' : native.reason}` }, () => {
   test('refuses out-of-range arguments instead of touching memory it was not given', () => {

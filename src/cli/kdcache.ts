@@ -1,6 +1,7 @@
 #!/usr/bin/env node
 import { hideBin } from 'yargs/helpers';
 import { runMain } from '../util/errors.js';
+import { backendsCommand } from './backends.js';
 import { cli } from './common.js';
 import { cudaCommand } from './cuda-commands.js';
 import { demoCommand } from './demo.js';
@@ -16,7 +17,8 @@ await runMain(async () => {
     .command(evaluateCommand)
     .command(demoCommand)
     .command(cudaCommand)
-    .demandCommand(1, 'give a command: verify, finalize, inspect, evaluate, demo or cuda')
+    .command(backendsCommand)
+    .demandCommand(1, 'give a command: verify, finalize, inspect, evaluate, demo, cuda or backends')
     .help()
     .parseAsync();
 });

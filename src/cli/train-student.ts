@@ -33,7 +33,7 @@ export function trainStudentCommand(argv: string[]) {
     .option('optimizer', { choices: ['adam', 'sgd'] as const, default: D.optimizer, describe: 'adam, or sgd with momentum 0.9', group: 'Optimisation:' })
     .option('seed', { type: 'string', describe: `seed for weight init, shard order and shuffling; same seed + backend = same result (default ${D.seed})`, group: 'Optimisation:' })
     .option('shuffle-buffer', { type: 'string', describe: `rows in the shuffle buffer; bounds memory (default ${D.shuffleBuffer}; 0 = shard order only)`, group: 'Optimisation:' })
-    .option('backend', { choices: BACKEND_CHOICES, default: D.backend, describe: 'auto tries tfjs-node-gpu, tfjs-node, wasm, cpu in that order', group: 'Execution:' })
+    .option('backend', { choices: BACKEND_CHOICES, default: D.backend, describe: 'auto takes the fastest that loads: tensorflow (tfjs-node, if installed), native (wasm + OpenBLAS kernels, built by npm run build), wasm, cpu; kdcache backends lists them', group: 'Execution:' })
     .option('resume', { type: 'boolean', default: false, describe: 'continue from the last complete checkpoint in --out', group: 'Execution:' })
     .option('skip-checksums', { type: 'boolean', default: false, describe: 'do not sha256 every shard before training (sizes and metadata are checked; each shard\'s sha256 is still checked when it is read)', group: 'Execution:' })
     .option('teacher', { type: 'string', describe: 'the teacher .onnx: refuse the cache unless it was made with this very file (sha256)', group: 'Data:' })

@@ -53,11 +53,11 @@ export async function initBackend(choice: BackendChoice, opts: BackendOptions = 
     if (wasmOk && choice !== 'wasm') {
       const native = loadNative();
       if (native.ok) {
-        const replaced = configureWasmKernels('native', native.info.addon);
+        configureWasmKernels('native', native.info.addon);
         const { blas, config, threads } = native.info;
         return {
           name: 'native', tfBackend: 'wasm', source: `${WASM} + ${blas}`,
-          message: `backend: native (wasm + ${config.split(' ').slice(0, 2).join(' ') || blas}, ${threads} threads: ${replaced.filter((k) => /MatMul|Conv/.test(k)).join(', ')})`,
+          message: `backend: native (wasm + ${config.split(' ').slice(0, 2).join(' ') || blas} kernels, ${threads} threads)`,
         };
       }
       if (choice === 'native') throw new UserError(`--backend native: ${native.reason}; or use --backend wasm`);
@@ -65,9 +65,9 @@ export async function initBackend(choice: BackendChoice, opts: BackendOptions = 
     }
     if (wasmOk) {
       // KDCACHE_WASM_STOCK_MATMUL=1 keeps wasm's own (slow when transposed) matmul, for benchmarks.
-      const replaced = configureWasmKernels(process.env.KDCACHE_WASM_STOCK_MATMUL === '1' ? 'stock' : 'wasm');
-      const note = replaced.length > 0 ? ` with ${replaced.join(', ')} replaced` : '';
-      return { name: 'wasm', tfBackend: 'wasm', source: WASM, message: `backend: wasm (${WASM}${note}${nativeNote})` };
+      const stock = process.env.KDCACHE_WASM_STOCK_MATMUL === '1';
+      configureWasmKernels(stock ? 'stock' : 'wasm');
+      return { name: 'wasm', tfBackend: 'wasm', source: WASM, message: `backend: wasm (pure wasm${stock ? ', shipped matmul' : ''}${nativeNote})` };
     }
   }
   await tf.setBackend('cpu');
@@ -76,6 +76,30 @@ export async function initBackend(choice: BackendChoice, opts: BackendOptions = 
   const why = choice === 'auto' ? ' (no faster backend loaded)' : '';
   const convNote = opts.needsConv ? '; convolutions are slow on this backend' : '';
   return { name: 'cpu', tfBackend: 'cpu', source: '@tensorflow/tfjs-backend-cpu', message: `backend: cpu${why}${convNote}` };
+}
+
+export interface BackendStatus {
+  name: Exclude<BackendChoice, 'auto'>;
+  available: boolean;
+  /** what it is, or why it does not load */
+  detail: string;
+}
+
+/**
+ * Every training backend and whether it loads here, in `auto`'s order of preference. Leaves the
+ * last available one active; meant for `kdcache backends` and benchmarks, not for training code.
+ */
+export async function listBackends(): Promise<BackendStatus[]> {
+  const out: BackendStatus[] = [];
+  for (const name of ['tensorflow', 'native', 'wasm', 'cpu'] as const) {
+    try {
+      const info = await initBackend(name);
+      out.push({ name, available: info.name === name, detail: info.message.replace(/^backend: /, '') });
+    } catch (err) {
+      out.push({ name, available: false, detail: (err instanceof Error ? err.message : String(err)).replace(/^--backend \w+: /, '') });
+    }
+  }
+  return out;
 }
 
 async function tryImport(specifier: string): Promise<boolean> {
