@@ -927,6 +927,10 @@ napi_value Init(napi_env env, napi_value exports) {
       {"maxPool", nullptr, JsMaxPool, nullptr, nullptr, nullptr, napi_default, nullptr},
   };
   napi_define_properties(env, exports, sizeof(props) / sizeof(props[0]), props);
+  // Bumped whenever the functions above change: src/train/kernels/native.ts refuses another version.
+  napi_value version;
+  napi_create_int32(env, 2, &version);
+  napi_set_named_property(env, exports, "apiVersion", version);
   return exports;
 }
 

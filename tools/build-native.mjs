@@ -64,6 +64,8 @@ function main() {
   const r = spawnSync(cxx, args, { encoding: 'utf8' });
   if (r.status !== 0) {
     fs.rmSync(tmp, { force: true });
+    // An addon left from older sources would not match the JS that calls it.
+    fs.rmSync(output, { force: true });
     const first = `${r.stderr ?? ''}${r.error?.message ?? ''}`.split('\n').find((l) => /error/i.test(l)) ?? 'compiler failed';
     say(`native kernels: not built (${cxx}: ${first.trim()}); training uses the pure wasm backend`);
     return;

@@ -20,7 +20,11 @@ import { type PoolAttrs, poolDims } from './pool.js';
 import { leadingSplit } from './reduce.js';
 import { type KernelArgs, type KernelFn, type TensorInfo, heapF32, offsetOf, size } from './wasm-heap.js';
 
+/** The addon's functions as this file calls them; native/kdcache_native.cc exports the same number. */
+const API_VERSION = 2;
+
 export interface NativeAddon {
+  apiVersion: number;
   load(library: string, threads: number): { blas: string; config: string; threads: number; loopThreads: number };
   sgemm(ta: boolean, tb: boolean, m: number, n: number, k: number, alpha: number,
     a: Float32Array, aOff: number, lda: number, b: Float32Array, bOff: number, ldb: number,
@@ -97,6 +101,7 @@ export function loadNative(): NativeLoad {
   if (!fs.existsSync(file)) return (loaded = { ok: false, reason: `${path.relative(process.cwd(), file) || file} is not built (npm run build builds it when g++ is installed)` });
   try {
     const addon = createRequire(import.meta.url)(file) as NativeAddon;
+    if (addon.apiVersion !== API_VERSION) return (loaded = { ok: false, reason: `${file} is out of date (version ${addon.apiVersion}, expected ${API_VERSION}); run npm run build` });
     const threads = Number(process.env.KDCACHE_THREADS) || (os.availableParallelism?.() ?? os.cpus().length);
     const r = addon.load(process.env.KDCACHE_BLAS ?? '', threads);
     return (loaded = { ok: true, info: { addon, file, blas: r.blas, config: r.config, threads: r.threads } });
