@@ -112,6 +112,7 @@ describe('sequence teachers', () => {
     assert.ok(f.kl_rows >= 4 && f.kl_mean > 0);
     assert.deepEqual(res.fidelity, f);
     assert.ok(lines.some((l) => /^top-16: retained mass 0\.\d{4} mean, .* at T=1; .* at T=2; KL\(full \|\| top-k \+ uniform tail\)/.test(l)), lines.join('\n'));
+    assert.ok(lines.some((l) => new RegExp(`^done: 40 rows in 4 shards \\(.*, ${expected.length} positions, [\\d.]+ B/position\\)`).test(l)), lines.join('\n'));
     const inspect = runCli('kdcache', ['inspect', out, '--rows', '2']);
     assert.equal(inspect.code, 0, inspect.stderr);
     assert.match(inspect.stdout, /^preprocess  input \[9\]  int64 ids fed as they are  pad id 0 \(not stored\)  mask input 'attention_mask' int64$/m);

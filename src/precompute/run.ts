@@ -196,7 +196,10 @@ export async function precomputeLogits(opts: PrecomputeOptions): Promise<Precomp
     // A warning is not progress: --quiet does not silence it (the exit code is 3 either way).
     if (nonfinite > 0) warn(`warning: ${nonfinite} rows have NaN/Inf teacher outputs (rows ${examples.join(', ')}${nonfinite > examples.length ? ', ...' : ''}); train-student leaves them out of training`);
     if (result.fidelity) log(fidelityLine(config.storage, result.fidelity));
-    log(`done: ${formatCount(rowsDone)} rows in ${written.length} shards (${formatBytes(bytes)}, ${(bytes / Math.max(rowsDone, 1)).toFixed(1)} B/row), ${formatCount(result.rowsPerSecond)} rows/s, provider ${teacher.provider}; ` +
+    // Sequence caches: bytes per stored position is the figure that compares across sequence lengths.
+    const positions = written.reduce((n, r) => n + (r.positions ?? 0), 0);
+    const perPosition = sequence ? `, ${formatCount(positions)} positions, ${(bytes / Math.max(positions, 1)).toFixed(1)} B/position` : '';
+    log(`done: ${formatCount(rowsDone)} rows in ${written.length} shards (${formatBytes(bytes)}, ${(bytes / Math.max(rowsDone, 1)).toFixed(1)} B/row${perPosition}), ${formatCount(result.rowsPerSecond)} rows/s, provider ${teacher.provider}; ` +
       (manifest ? `cache complete: ${path.join(opts.out, MANIFEST_FILE)}` : `${missing.length} shards still missing (other partitions); the last partition to finish, or 'kdcache finalize ${opts.out}', writes the manifest`));
     return result;
   } finally {
