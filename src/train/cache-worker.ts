@@ -7,6 +7,7 @@
  * fresh 30 MB arrays per shard cost page faults and leave the allocator holding freed memory.
  * Same chunks, same order, same errors as cacheSource.
  */
+import * as os from 'node:os';
 import { Worker, isMainThread, parentPort, workerData } from 'node:worker_threads';
 import type { Manifest } from '../shards/manifest-types.js';
 import { UserError } from '../util/errors.js';
@@ -107,6 +108,13 @@ function owned<T extends Float32Array | Int32Array | Float64Array>(a: T): T {
 
 async function serve(init: Init): Promise<void> {
   const port = parentPort!;
+  // Lowest priority for this thread only (Linux nice values are per thread): decoding fills idle
+  // time and never delays the training threads, whose products wait on each other.
+  try {
+    os.setPriority(os.constants.priority.PRIORITY_LOW);
+  } catch {
+    // not permitted here: run at normal priority
+  }
   const { openDataset } = await import('../data/open.js');
   const dataset = init.dataset ? await openDataset(init.dataset.file, init.dataset.inputColumn ? { inputColumn: init.dataset.inputColumn } : {}) : null;
   const source = cacheSource({ cacheDir: init.cacheDir, manifest: init.manifest, transform: init.transform, dataset, labels: init.labels, tail: init.tail });
