@@ -15,8 +15,8 @@ import { type CliResult, FIXTURES, dirHashes, randomFloats, runCliAsync, tempDir
 import { exited, isTemp, killWhen, list, pool, record, seeded, sha256, size, walk } from './helpers/reliability.js';
 
 const MLP = path.join(FIXTURES, 'mlp16.onnx');
-const ROWS = 30_000;
-const SHARD_ROWS = 2_000;
+const ROWS = 20_000;
+const SHARD_ROWS = 1_000;
 const SHARDS = ROWS / SHARD_ROWS;
 const STALL_MS = 400;
 
@@ -196,7 +196,7 @@ describe('precompute-logits: SIGKILL at many moments, then the same command', ()
 });
 
 describe('train-student: SIGKILL during an epoch and during a checkpoint write, then --resume', () => {
-  const TRAIN_ROWS = 6_000;
+  const TRAIN_ROWS = 3_000;
   const EPOCHS = 3;
   let cache: string;
   let tdata: string;
@@ -221,7 +221,7 @@ describe('train-student: SIGKILL during an epoch and during a checkpoint write, 
     tdata = path.join(dir, 'train-x.npy');
     writeNpy(tdata, randomFloats(TRAIN_ROWS * 16, 22), [TRAIN_ROWS, 16]);
     cache = path.join(dir, 'train-cache');
-    await precomputeLogits({ teacher: MLP, data: tdata, out: cache, shardRows: 1000, device: 'cpu', quiet: true });
+    await precomputeLogits({ teacher: MLP, data: tdata, out: cache, shardRows: 500, device: 'cpu', quiet: true });
     const out = path.join(dir, 'train-clean');
     const r = await run('train-student', trainArgs(out));
     assert.equal(r.code, 0, r.stderr);

@@ -13,7 +13,8 @@ export function cli(name: string, argv: string[]): Argv {
     .fail((msg, err) => {
       // yargs' own parse errors (YError) are the user's to fix; anything else is ours.
       if (err && err.name !== 'YError') throw err;
-      throw new UserError(`${msg ?? err?.message}; see ${name} --help`);
+      // Some yargs messages span lines ("Invalid values:\n  Argument: ..."): one line here.
+      throw new UserError(`${String(msg ?? err?.message).replace(/\s*\n\s*/g, ' ')}; see ${name} --help`);
     });
 }
 

@@ -187,11 +187,24 @@ export async function trainStudent(input: TrainOptions): Promise<TrainSummary> {
       : '';
     log(`saved ${summary.model}${valText}; ${formatCount(summary.examples_per_second)} examples/s on ${backend.name}`);
     return summary;
+  } catch (err) {
+    throw outOfSpaceAdvice(err, opts.out);
   } finally {
     await train?.close();
     await binding.dataset?.close();
     await val?.close();
   }
+}
+
+/**
+ * Out of space mid-run: the same command would refuse the half-finished --out ("already holds a
+ * training run"), so the advice is --resume, which continues from the last complete checkpoint.
+ */
+function outOfSpaceAdvice(err: unknown, out: string): unknown {
+  const code = err instanceof UserError ? err.fsCode : (err as NodeJS.ErrnoException | undefined)?.code;
+  if (code !== 'ENOSPC' && code !== 'EDQUOT') return err;
+  const what = code === 'ENOSPC' ? 'no space left on device' : 'disk quota exceeded';
+  return new UserError(`--out ${out}: ${what} while training; free space and rerun with --resume: completed epochs are kept`);
 }
 
 function resolveMonitor(opts: ResolvedTrainOptions, hasLabels: boolean): Exclude<Monitor, 'auto'> | null {

@@ -3,6 +3,8 @@
  * stack trace; anything else is a bug and is reported as such.
  */
 export class UserError extends Error {
+  /** the errno code (ENOSPC, EROFS, ...) when made by describeFsError, for callers that add advice */
+  fsCode?: string;
   constructor(message: string, readonly exitCode = 2) {
     super(oneLine(message));
     this.name = 'UserError';
@@ -24,6 +26,12 @@ export function fail(message: string): never {
 /** Node's system errors carry a code; map the ones a user can act on to a one-line fix. */
 export function describeFsError(err: unknown, path: string, action: string): UserError | undefined {
   const code = (err as NodeJS.ErrnoException | undefined)?.code;
+  const e = fsMessage(code, path, action);
+  if (e) e.fsCode = code;
+  return e;
+}
+
+function fsMessage(code: string | undefined, path: string, action: string): UserError | undefined {
   switch (code) {
     case 'ENOENT': return new UserError(`${path}: no such file or directory (cannot ${action})`);
     case 'EACCES':
