@@ -5,6 +5,7 @@
  * recorded for docs/reliability.md (bench/reliability.ts); test/precompute-errors.test.ts and the other
  * reliability files add theirs the same way.
  */
+import assert from 'node:assert/strict';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { gzipSync } from 'node:zlib';
@@ -69,6 +70,7 @@ const cases: Case[] = [
   { label: '--teacher with external data hidden in a sparse initializer (../../etc/passwd)', bin: 'precompute-logits', args: () => pre('--teacher', path.join(FIXTURES, 'sparse_escape.onnx'), '--data', data, '--out', p('o13')), error: /refuses external data '\.\.\/\.\.\/etc\/passwd' outside the model's directory/ },
   { label: '--teacher whose external data file is a symlink leading outside its directory', bin: 'precompute-logits', args: () => pre('--teacher', p('linked/external_ok.onnx'), '--data', data, '--out', p('o14')), error: /refuses external data 'external_ok\.bin' outside the model's directory/ },
   { label: '--teacher whose external data file is missing', bin: 'precompute-logits', args: () => pre('--teacher', p('nobin/external_ok.onnx'), '--data', data, '--out', p('o15')), error: /external data file 'external_ok\.bin' is missing; copy it next to the model/ },
+  { label: '--out whose shards/ is a symlink leading outside it', bin: 'precompute-logits', args: () => pre('--teacher', MLP, '--data', data, '--out', p('linked-new')), error: /linked-new: shards resolves through a symbolic link to .*elsewhere, outside the cache directory/ },
   // precompute-logits: flags
   { label: '--batch-size 0', bin: 'precompute-logits', args: () => withData('--batch-size', '0'), error: /--batch-size 0: expected a positive integer/ },
   { label: '--shard-rows -5', bin: 'precompute-logits', args: () => withData('--shard-rows', '-5'), error: /--shard-rows -5: expected a positive integer/ },
@@ -100,6 +102,7 @@ const cases: Case[] = [
   { label: 'kdcache verify on a missing directory', bin: 'kdcache', args: () => ['verify', p('nope')], error: /nope: no such cache directory/ },
   { label: 'kdcache finalize on a missing directory', bin: 'kdcache', args: () => ['finalize', p('nope')], error: /nope: no such cache directory/ },
   { label: 'kdcache finalize with shards missing', bin: 'kdcache', args: () => ['finalize', p('partial')], error: /partial: 1 shard\(s\) missing \(1\); run the partitions that own them/ },
+  { label: 'kdcache finalize on a cache whose shards/ is a symlink leading outside it', bin: 'kdcache', args: () => ['finalize', p('linked-out')], error: /linked-out: shards resolves through a symbolic link to .*elsewhere, outside the cache directory/ },
   { label: 'kdcache inspect on an empty directory', bin: 'kdcache', args: () => ['inspect', p('emptydir')], error: /emptydir\/(manifest|config)\.json: (missing|no such file)/ },
   { label: 'kdcache verify --teacher with another model', bin: 'kdcache', args: () => ['verify', cache, '--teacher', path.join(FIXTURES, 'two_io.onnx'), '--quiet'], error: /--teacher .*two_io\.onnx: not the teacher this cache was made with/ },
   { label: 'kdcache evaluate with a missing model', bin: 'kdcache', args: () => ['evaluate', '--model', p('nope'), '--data', data, '--labels', p('labels.npy'), '--quiet', '--backend', 'wasm'], error: /nope/ },
@@ -151,6 +154,14 @@ before(async () => {
   cache = p('cache');
   await precomputeLogits({ teacher: MLP, data, labels: p('labels.npy'), out: cache, shardRows: 100, device: 'cpu', quiet: true });
   await precomputeLogits({ teacher: MLP, data, out: p('partial'), shardRows: 100, partition: '0/2', device: 'cpu', quiet: true });
+  // A shards/ that links elsewhere, holding a file named like a stale temp file: it must survive.
+  fs.mkdirSync(p('linked-out'));
+  fs.mkdirSync(p('elsewhere'));
+  fs.writeFileSync(p('elsewhere/.victim.tmp-999999-deadbeef'), 'not kdcache\'s');
+  fs.symlinkSync(p('elsewhere'), p('linked-out/shards'));
+  fs.copyFileSync(p('partial/config.json'), p('linked-out/config.json'));
+  fs.mkdirSync(p('linked-new'));
+  fs.symlinkSync(p('elsewhere'), p('linked-new/shards'));
   // One finished run, and two copies of it with a damaged checkpoint.
   student = p('student');
   const r = await run('train-student', train('--logits', cache, '--data', data, '--student', 'mlp:8', '--out', student));
@@ -177,5 +188,6 @@ describe('catalogue of bad inputs through the real CLIs', () => {
       }
     })).filter((f) => f !== null);
     if (failures.length) throw new Error(failures.join('\n'));
+    assert.ok(fs.existsSync(p('elsewhere/.victim.tmp-999999-deadbeef')), 'a file outside the cache was removed');
   });
 });

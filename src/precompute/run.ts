@@ -5,7 +5,7 @@ import { openDataset, loadLabels, fingerprintFiles } from '../data/open.js';
 import type { Dataset } from '../data/types.js';
 import type { Compression, FidelityRecord, ShardColumns, StorageFormat, StorageSpec } from '../shards/format.js';
 import { CONFIG_FILE, MANIFEST_FILE, SHARD_DIR } from '../shards/format.js';
-import { configId, finalizeCache, readSidecars } from '../shards/manifest.js';
+import { configId, finalizeCache, readSidecars, resolveInside } from '../shards/manifest.js';
 import type { CacheConfig, LabelsInfo, Manifest, Preprocessing, ShardSidecar } from '../shards/manifest-types.js';
 import { combineFidelity } from '../sparse/fidelity.js';
 import type { TeacherOutputFlag } from '../sparse/teacher-output.js';
@@ -144,7 +144,8 @@ export async function precomputeLogits(opts: PrecomputeOptions): Promise<Precomp
     });
 
     await prepareOutDir(opts.out, config, Boolean(opts.overwrite));
-    const shardDir = path.join(opts.out, SHARD_DIR);
+    // A shards/ that links outside the cache is refused before anything in it is touched.
+    const shardDir = await resolveInside(opts.out, SHARD_DIR, opts.out);
     await removeStaleTemps(shardDir);
 
     const { start, end } = shardsOfPartition(config.shard_count, partition);

@@ -59,7 +59,7 @@ export async function readSidecars(cacheDir: string, config: CacheConfig): Promi
   const dir = path.join(cacheDir, SHARD_DIR);
   let names: string[];
   try {
-    names = await fs.readdir(dir);
+    names = await fs.readdir(await resolveInside(cacheDir, SHARD_DIR, cacheDir)); // a shards/ linking outside is refused
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code === 'ENOENT') return scan;
     throw describeFsError(err, dir, 'list shards') ?? err;
