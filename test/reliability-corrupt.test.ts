@@ -12,7 +12,7 @@ import { precomputeLogits } from '../src/precompute/run.js';
 import { configId } from '../src/shards/manifest.js';
 import { verifyCache } from '../src/shards/manifest.js';
 import { sha256Hex } from '../src/util/fsx.js';
-import { type CliResult, FIXTURES, assertOneLineError, randomFloats, runCliAsync, tempDir, writeNpy } from './helpers/data.js';
+import { type CliResult, FIXTURES, assertOneLineError, randomFloats, runCliAsync, scrub, tempDir, writeNpy } from './helpers/data.js';
 import { exited, pool, record } from './helpers/reliability.js';
 
 const MLP = path.join(FIXTURES, 'mlp16.onnx');
@@ -173,7 +173,7 @@ describe('corrupt caches through the real CLIs', () => {
       const r = await run('train-student', ['--logits', cache, ...dataArgs, '--student', 'mlp:8', '--epochs', '1', '--alpha', '0.5', '--backend', 'wasm', '--out', out, '--quiet', ...extra]);
       let error: string;
       try {
-        error = assertOneLineError(r, c.error, `train-student: ${c.name}`);
+        error = scrub(assertOneLineError(r, c.error, `train-student: ${c.name}`));
       } catch (err) {
         return { name: c.name, detected: false, why: (err as Error).message.split('\n').slice(0, 3).join(' ') };
       }

@@ -11,7 +11,7 @@ import * as path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { precomputeLogits } from '../src/precompute/run.js';
 import type { Manifest, ShardSidecar } from '../src/shards/manifest-types.js';
-import { type CliResult, FIXTURES, assertOneLineError, dirHashes, randomFloats, runCliAsync, tempDir, writeNpy } from './helpers/data.js';
+import { type CliResult, FIXTURES, assertOneLineError, dirHashes, randomFloats, runCliAsync, scrub, tempDir, writeNpy } from './helpers/data.js';
 import { exited, isTemp, list, pool, record, sha256, size, walk } from './helpers/reliability.js';
 
 const MLP = path.join(FIXTURES, 'mlp16.onnx');
@@ -103,7 +103,8 @@ describe('disk full', () => {
       const out = path.join(mnt, 'cache');
       const r = await run('precompute-logits', args(out));
       let error: string | null = null;
-      if (r.code !== 0) error = assertOneLineError(r, /no space left on device.*free space and rerun the same command/, `precompute-logits: disk full (${limit >> 10} KiB tmpfs)`);
+      const stage = /manifest\.json/.test(r.stderr) ? 'the manifest' : /shard-\d+\.json/.test(r.stderr) ? 'a sidecar' : /config\.json/.test(r.stderr) ? 'config.json' : 'a shard';
+      if (r.code !== 0) error = scrub(assertOneLineError(r, /no space left on device.*free space and rerun the same command/, `precompute-logits: disk full while writing ${stage}`));
       if (fs.existsSync(out)) assertNothingHalfVouched(out);
       const sidecars = list(path.join(out, 'shards')).filter((n) => n.endsWith('.json')).length;
       remount(mnt, `size=${4 * clean.bytes + (1 << 20)}`);
@@ -126,7 +127,7 @@ describe('disk full', () => {
     // 24 KiB: model.json, weights.bin and metrics.jsonl fit, the checkpoint (weights + Adam state) does not.
     const train = (extra: string[] = []) => run('train-student', ['--logits', cache, '--data', data, '--student', 'mlp:64', '--epochs', '2', '--backend', 'wasm', '--out', out, '--quiet', ...extra]);
     const r = await train();
-    const msg = assertOneLineError(r, /no space left on device.*free space and rerun with --resume/, 'train-student: disk full while writing a checkpoint');
+    const msg = scrub(assertOneLineError(r, /no space left on device.*free space and rerun with --resume/, 'train-student: disk full while writing a checkpoint'));
     assert.deepEqual(walk(out).filter(isTemp), [], 'temp files left by the failed write');
     remount(mnt, 'size=64m');
     const again = await train(['--resume']);
