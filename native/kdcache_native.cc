@@ -829,6 +829,7 @@ napi_value JsAdam(napi_env env, napi_callback_info info) {
 // elementwise(op, X, xOff, n, B, bOff, bn, Y, yOff, alpha): Y = op(X[, B]) over n elements, all cores.
 // op 0 add, 1 multiply, 2 subtract: B has bn elements, bn == n or n a multiple of bn (B repeats over
 // the leading axes: a bias). op 3 relu, 4 step(alpha), with tfjs's NaN rules (NaN stays NaN).
+// op 5: relu's gradient, B * step(X) in one pass (B is dy, same size as X).
 napi_value JsElementwise(napi_env env, napi_callback_info info) {
   std::lock_guard<std::mutex> serial(g_calls);
   Args a;
@@ -836,11 +837,12 @@ napi_value JsElementwise(napi_env env, napi_callback_info info) {
   int64_t op, n, bn = 0;
   double alpha;
   if (!Int(a, 0, &op) || !Int(a, 3, &n) || !Num(a, 9, &alpha)) return nullptr;
-  if (op < 0 || op > 4 || n < 0) return Fail(env, "kdcache native: bad elementwise arguments"), nullptr;
+  if (op < 0 || op > 5 || n < 0) return Fail(env, "kdcache native: bad elementwise arguments"), nullptr;
   float *X, *B = nullptr, *Y;
   if (!Floats(a, 1, 2, n, &X) || !Floats(a, 7, 8, n, &Y)) return nullptr;
-  if (op <= 2) {
+  if (op <= 2 || op == 5) {
     if (!Int(a, 6, &bn)) return nullptr;
+    if (op == 5 && bn != n) return Fail(env, "kdcache native: relu gradient operands differ in size"), nullptr;
     if (bn < 1 || n % bn != 0) return Fail(env, "kdcache native: elementwise operand sizes do not broadcast"), nullptr;
     if (!Floats(a, 4, 5, bn, &B)) return nullptr;
   }
@@ -863,6 +865,12 @@ napi_value JsElementwise(napi_env env, napi_callback_info info) {
       }
       case 3: for (int64_t i = lo; i < hi; i++) Y[i] = X[i] < 0.f ? 0.f : X[i]; break;
       case 4: for (int64_t i = lo; i < hi; i++) Y[i] = X[i] != X[i] ? X[i] : X[i] > 0.f ? 1.f : al; break;
+      case 5:
+        for (int64_t i = lo; i < hi; i++) {
+          const float mask = X[i] != X[i] ? X[i] : X[i] > 0.f ? 1.f : 0.f;
+          Y[i] = B[i] * mask;
+        }
+        break;
     }
   });
   return Undefined(env);
@@ -929,7 +937,7 @@ napi_value Init(napi_env env, napi_value exports) {
   napi_define_properties(env, exports, sizeof(props) / sizeof(props[0]), props);
   // Bumped whenever the functions above change: src/train/kernels/native.ts refuses another version.
   napi_value version;
-  napi_create_int32(env, 2, &version);
+  napi_create_int32(env, 3, &version);
   napi_set_named_property(env, exports, "apiVersion", version);
   return exports;
 }

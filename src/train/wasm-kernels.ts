@@ -16,7 +16,7 @@
  * sums instead of a transpose + reduction (kernels/reduce.ts); MaxPoolGrad scans each window once
  * (kernels/pool.ts; the shipped kernel re-scans windows per input element).
  *
- * 'native' also registers the fused Adam update (kernels/adam.ts, native code); pure wasm keeps
+ * 'native' also registers relu's gradient as one kernel (kernels/relu-grad.ts) and the fused Adam update (kernels/adam.ts, native code); pure wasm keeps
  * tfjs's Adam, whose SIMD elementwise ops are as fast as a JS loop over the heap.
  *
  * Missing from tfjs-backend-wasm and provided in every set:
@@ -32,12 +32,13 @@ import { registerAdamKernel, unregisterAdamKernel } from './kernels/adam.js';
 import { type NativeAddon, nativeAdam, nativeKernels } from './kernels/native.js';
 import { type PoolAttrs, maxPoolBackprop, poolDims } from './kernels/pool.js';
 import { columnSums, leadingSplit } from './kernels/reduce.js';
+import { RELU_GRAD_KERNEL, installReluGradient } from './kernels/relu-grad.js';
 import { type KernelArgs, type KernelFn, type TensorInfo, heapF32, offsetOf } from './kernels/wasm-heap.js';
 
 export type WasmKernelSet = 'stock' | 'wasm' | 'native';
 
 const REPLACEABLE = [
-  'Transpose', 'BatchMatMul', '_FusedMatMul', 'Conv2D', 'FusedConv2D', 'Conv2DBackpropInput', 'Conv2DBackpropFilter',
+  RELU_GRAD_KERNEL, 'Transpose', 'BatchMatMul', '_FusedMatMul', 'Conv2D', 'FusedConv2D', 'Conv2DBackpropInput', 'Conv2DBackpropFilter',
   'DepthwiseConv2dNative', 'FusedDepthwiseConv2D', 'DepthwiseConv2dNativeBackpropInput', 'DepthwiseConv2dNativeBackpropFilter',
   'Identity', 'Cast', 'Sum', 'MaxPoolGrad', 'Add', 'Multiply', 'Sub', 'Relu', 'Step', 'MaxPool',
 ] as const;
@@ -67,6 +68,8 @@ export function configureWasmKernels(set: WasmKernelSet, native?: NativeAddon): 
   }
   if (set !== 'stock') pure.Sum = leadingAxesSum(shipped.Sum!);
   const kernels = set === 'native' && native ? { ...pure, ...nativeKernels(native, pure) } : pure;
+  installReluGradient();
+  if (!kernels[RELU_GRAD_KERNEL] && tf.getKernel(RELU_GRAD_KERNEL, 'wasm')) tf.unregisterKernel(RELU_GRAD_KERNEL, 'wasm');
   // Pure wasm keeps tfjs's Adam: its SIMD elementwise ops beat a JS loop over the heap.
   if (set === 'native' && native) registerAdamKernel('wasm', nativeAdam(native));
   else unregisterAdamKernel('wasm');

@@ -15,13 +15,14 @@ import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import * as tf from '@tensorflow/tfjs';
 import { wasmAdamKernel } from './adam.js';
+import { RELU_GRAD_KERNEL } from './relu-grad.js';
 import { type ConvAttrs, type ConvDims, convDims, convOutShape } from './conv-dims.js';
 import { type PoolAttrs, poolDims } from './pool.js';
 import { leadingSplit } from './reduce.js';
 import { type KernelArgs, type KernelFn, type TensorInfo, heapF32, offsetOf, size } from './wasm-heap.js';
 
 /** The addon's functions as this file calls them; native/kdcache_native.cc exports the same number. */
-const API_VERSION = 2;
+const API_VERSION = 3;
 
 export interface NativeAddon {
   apiVersion: number;
@@ -263,7 +264,16 @@ export function nativeKernels(native: NativeAddon, pure: Record<string, KernelFn
     return out;
   };
 
+  const reluGrad: KernelFn = (args) => {
+    const { dy, x } = args.inputs as Record<string, TensorInfo>;
+    const out = args.backend.makeOutput(x.shape.slice(), 'float32');
+    const heap = heapF32(args.backend);
+    native.elementwise(5, heap, offsetOf(args.backend, x), size(x.shape), heap, offsetOf(args.backend, dy), size(dy.shape), heap, offsetOf(args.backend, out), 0);
+    return out;
+  };
+
   return {
+    [RELU_GRAD_KERNEL]: reluGrad,
     Add: binary(0, 'Add'),
     Multiply: binary(1, 'Multiply'),
     Sub: binary(2, 'Sub'),
