@@ -271,7 +271,7 @@ for (const set of sets) {
         return [
           tf.add(x, bias), tf.add(bias, x), tf.add(x, y), tf.add(row, y), tf.mul(x, bias), tf.mul(y, x), tf.sub(x, bias), tf.sub(bias, y), tf.sub(x, y),
           tf.add(x, col), tf.relu(x), tf.step(x), tf.step(x, 0.3),
-          tf.grad((xx) => tf.sum(tf.mul(tf.relu(xx), y)))(x), tf.grad((xx) => tf.sum(tf.mul(tf.relu(xx), y)))(tf.slice(x, 0, [1, 4, 4, 41])),
+          tf.grad((xx) => tf.sum(tf.mul(tf.relu(xx), y)))(x), tf.grad((xx) => tf.sum(tf.square(tf.relu(xx))))(tf.slice(x, 0, [1, 4, 4, 41])),
           tf.maxPool(finite, 2, 2, 'valid'), tf.maxPool(finite, 3, 2, 'same'), tf.maxPool(finite, [3, 2], 1, 'valid'),
         ];
       });
