@@ -1,8 +1,9 @@
 /**
  * Does a student distilled from a top-k cache match the teacher as well as one distilled from the
  * dense cache? Teacher: test/fixtures/wide_teacher.onnx (2048 classes, peaked). The same student is
- * trained from the dense float32 cache and from top-k float16 caches (each --tail), same seed, data
- * and hyperparameters, and scored by top-1 agreement with the teacher on held-out inputs.
+ * trained from the dense float32 cache, from top-k float16 caches (each --tail) and from sampled
+ * caches (--sample k draws at the training temperature), same seed, data and hyperparameters, and
+ * scored by top-1 agreement with the teacher on held-out inputs.
  *
  *   node dist/bench/topk-agreement.js [--train 20000] [--test 5000] [--epochs 8] [--seeds 0,1] [--k 32] [--temperature 1,2]
  */
@@ -26,8 +27,10 @@ const EPOCHS = Number(arg('epochs', '8'));
 const SEEDS = arg('seeds', '0,1').split(',').map(Number);
 const K = Number(arg('k', '32'));
 const TEMPERATURES = arg('temperature', '1,2').split(',').map(Number);
-const TAILS = arg('tails', 'bucket,uniform,ignore').split(',') as TailMode[];
+const TAILS = arg('tails', 'bucket,uniform,ignore').split(',').filter(Boolean) as TailMode[];
 const STUDENT = arg('student', 'mlp:512');
+const SAMPLE = arg('sample', 'yes') === 'yes';
+const DENSE = arg('dense', 'yes') === 'yes';
 const TEACHER = path.join(ROOT, 'test/fixtures/wide_teacher.onnx');
 
 /** N(0, 1) inputs from a seeded generator (Box-Muller over mulberry32). */
@@ -52,6 +55,7 @@ function gaussian(n: number, seed: number): Float32Array {
 
 interface Run {
   cache: string;
+  kind: 'dense' | 'topk' | 'sample';
   tail: TailMode | null;
   temperature: number;
   seed: number;
@@ -76,21 +80,32 @@ async function main(): Promise<void> {
     await precomputeLogits({ teacher: TEACHER, data: trainX, out: caches.dense, device: 'cpu', quiet: true });
     const sparse = await precomputeLogits({ teacher: TEACHER, data: trainX, out: caches.topk, topK: K, dtype: 'float16', device: 'cpu', quiet: true });
     await precomputeLogits({ teacher: TEACHER, data: testX, out: caches.test, device: 'cpu', quiet: true });
-    const sizes = Object.fromEntries(Object.entries(caches).map(([k, d]) => [k, JSON.parse(fs.readFileSync(path.join(d, 'manifest.json'), 'utf8')).totals.bytes]));
+    const sampled = new Map<number, string>();
+    for (const t of TEMPERATURES) {
+      const out = path.join(dir, `sample${K}-T${t}`);
+      if (SAMPLE) await precomputeLogits({ teacher: TEACHER, data: trainX, out, sample: K, sampleTemperature: t, dtype: 'float16', device: 'cpu', quiet: true });
+      sampled.set(t, out);
+    }
+    const sizes: Record<string, number> = Object.fromEntries(Object.entries(caches).map(([k, d]) => [k, JSON.parse(fs.readFileSync(path.join(d, 'manifest.json'), 'utf8')).totals.bytes]));
+    if (SAMPLE) for (const [t, d] of sampled) sizes[`sample_T${t}`] = JSON.parse(fs.readFileSync(path.join(d, 'manifest.json'), 'utf8')).totals.bytes;
     log(`caches: dense ${sizes.dense} B, top-${K} ${sizes.topk} B; top-${K} retained mass ${sparse.fidelity!.mass_mean.toFixed(4)} (min ${sparse.fidelity!.mass_min.toFixed(4)})`);
 
     const runs: Run[] = [];
-    const configs: { cache: 'dense' | 'topk'; tail: TailMode | null }[] = [{ cache: 'dense', tail: null }, ...TAILS.map((tail) => ({ cache: 'topk' as const, tail }))];
+    const configs: { cache: 'dense' | 'topk' | 'sample'; tail: TailMode | null }[] = [
+      ...(DENSE ? [{ cache: 'dense' as const, tail: null }] : []),
+      ...TAILS.map((tail) => ({ cache: 'topk' as const, tail })),
+      ...(SAMPLE ? [{ cache: 'sample' as const, tail: null }] : []),
+    ];
     for (const temperature of TEMPERATURES) {
       for (const seed of SEEDS) {
         for (const c of configs) {
           const out = path.join(dir, `s-${c.cache}-${c.tail}-${temperature}-${seed}`);
           const s = await trainStudent({
-            logits: caches[c.cache], data: trainX, out, student: STUDENT, alpha: 1, temperature, epochs: EPOCHS, batchSize: 128, lr: 2e-3, seed,
+            logits: c.cache === 'sample' ? sampled.get(temperature)! : caches[c.cache], data: trainX, out, student: STUDENT, alpha: 1, temperature, epochs: EPOCHS, batchSize: 128, lr: 2e-3, seed,
             ...(c.tail ? { tail: c.tail } : {}), skipChecksums: true, quiet: true,
           });
           const ev = await evaluateModel({ model: out, data: testX, logits: caches.test, quiet: true });
-          runs.push({ cache: c.cache === 'dense' ? 'dense float32' : `top-${K} float16`, tail: c.tail, temperature, seed, agreement: ev.agreement!, kl: ev.kl!, train_seconds: s.train_seconds });
+          runs.push({ kind: c.cache, cache: c.cache === 'dense' ? 'dense float32' : c.cache === 'sample' ? `${K} draws at T=${temperature} float16` : `top-${K} float16`, tail: c.tail, temperature, seed, agreement: ev.agreement!, kl: ev.kl!, train_seconds: s.train_seconds });
           log(`T=${temperature} seed ${seed} ${c.cache}${c.tail ? ` tail=${c.tail}` : ''}: agreement ${(ev.agreement! * 100).toFixed(2)}%, KL ${ev.kl!.toFixed(4)} (${s.train_seconds.toFixed(0)} s)`);
           fs.rmSync(out, { recursive: true, force: true });
         }
@@ -99,11 +114,11 @@ async function main(): Promise<void> {
     // Per temperature and config: mean over seeds, and the mean paired difference to dense.
     const summary: Record<string, unknown>[] = [];
     for (const temperature of TEMPERATURES) {
-      const dense = runs.filter((r) => r.temperature === temperature && r.tail === null);
+      const dense = runs.filter((r) => r.temperature === temperature && r.kind === 'dense');
       for (const c of configs) {
-        const mine = runs.filter((r) => r.temperature === temperature && r.tail === c.tail);
+        const mine = runs.filter((r) => r.temperature === temperature && r.kind === c.cache && r.tail === c.tail);
         const mean = mine.reduce((a, r) => a + r.agreement, 0) / mine.length;
-        const diff = mine.reduce((a, r) => a + r.agreement - dense.find((d) => d.seed === r.seed)!.agreement, 0) / mine.length;
+        const diff = dense.length ? mine.reduce((a, r) => a + r.agreement - dense.find((d) => d.seed === r.seed)!.agreement, 0) / mine.length : NaN;
         summary.push({
           temperature, cache: mine[0].cache, tail: c.tail, seeds: mine.length,
           agreement_mean: mean, agreement_minus_dense_pp: diff * 100, kl_mean: mine.reduce((a, r) => a + r.kl, 0) / mine.length,

@@ -121,6 +121,36 @@ describe('sequence teachers', () => {
     assert.match(inspect.stdout, /^row 0 position 0  classes \[\d+, .*\]  top-k logits \[.*\]  logsumexp -?\d+\.\d{3}$/m);
   });
 
+  test('--sample: draws are the teacher\'s classes with its logits and counts summing to N, the same whatever the sharding', async () => {
+    const full = await directSeq(SEQ_MASK, true);
+    const draws: string[] = [];
+    for (const shardRows of [12, 40]) {
+      const out = path.join(dir, `seq-sample-${shardRows}`);
+      const lines: string[] = [];
+      await precomputeLogits({ teacher: SEQ_MASK, data: tokFile, out, sample: 24, sampleTemperature: 2, padId: PAD, shardRows, device: 'cpu', log: (l) => lines.push(l) });
+      assert.ok(lines.some((l) => /^24 draws at T=2: the drawn classes retained mass /.test(l)), lines.join('\n'));
+      const { m, cols } = await allShards(out);
+      assert.deepEqual([m.storage.kind, m.storage.samples, m.storage.sample_temperature, m.storage.k], ['sample', 24, 2, 24]);
+      const all: number[] = [];
+      for (const c of cols) {
+        for (let i = 0; i < c.rows; i++) {
+          const [e, t] = [Number(c.row[i]), c.position![i]];
+          const row = full.subarray((e * T + t) * V, (e * T + t + 1) * V);
+          const idx = c.topkIndices!.subarray(i * 24, i * 24 + 24);
+          const cnt = c.sampleCounts!.subarray(i * 24, i * 24 + 24);
+          assert.equal(cnt.reduce((a, b) => a + b, 0), 24);
+          const used = [...idx].filter((j) => j >= 0);
+          assert.equal(new Set(used).size, used.length, 'distinct classes');
+          used.forEach((j, s) => assert.equal(c.logits[i * 24 + s], row[j]));
+          assert.equal(c.logsumexp![i], Math.fround(lse64(row)));
+          all.push(...idx, ...cnt);
+        }
+      }
+      draws.push(JSON.stringify(all));
+    }
+    assert.equal(draws[0], draws[1], 'each position draws from its own generator (row, position)');
+  });
+
   test('DuckDB reads every column of a top-k float16 sequence cache; p = exp(value - logsumexp) is exact', async () => {
     const out = path.join(dir, 'seq-f16');
     await precomputeLogits({ teacher: SEQ, data: tokFile, out, topK: 8, dtype: 'float16', padId: PAD, device: 'cpu', quiet: true });

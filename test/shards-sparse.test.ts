@@ -90,6 +90,26 @@ describe('top-k sequence shards', () => {
     assert.equal(String(type('logsumexp')), 'Float32');
   });
 
+  test('sampled shards: every column round-trips; DuckDB reads sample_indices, sample_counts, sample_logits', async () => {
+    const r = rng(5);
+    const rows = 20;
+    const dense: ShardColumns = {
+      rows, row: BigInt64Array.from({ length: rows }, (_, i) => BigInt(i)), logitsWidth: 40, logitsDtype: 'float32',
+      logits: Float32Array.from({ length: rows * 40 }, () => (r() - 0.5) * 6),
+    };
+    const cols = toStored(dense, { kind: 'sample', k: 10, samples: 10, sampleTemperature: 1, dtype: 'float16', teacherOutput: 'logits', reportTemperature: 2 }).cols;
+    for (const format of ['parquet', 'arrow'] as StorageFormat[]) {
+      assertColumnsEqual(decodeShard(encodeShard(cols, { format, compression: 'zstd', logits_dtype: 'float16' }, META), format, 'x'), cols);
+    }
+    assert.ok(decodeShard(encodeShard(cols, { format: 'parquet', compression: 'zstd', logits_dtype: 'float16' }, META), 'parquet', 'x').sampleCounts);
+    const file = path.join(tmp, 'sampled.parquet');
+    fs.writeFileSync(file, encodeShard(cols, { format: 'parquet', compression: 'zstd', logits_dtype: 'float16' }, META));
+    const types = await duckQuery(`select column_name, column_type from (describe select * from read_parquet(${sqlPath(file)}))`);
+    assert.deepEqual(types, [['row', 'BIGINT'], ['sample_indices', 'INTEGER[]'], ['sample_counts', 'INTEGER[]'], ['sample_logits', 'FLOAT[]'], ['logsumexp', 'FLOAT']]);
+    const sums = await duckQueryJs(`select list_sum(sample_counts) from read_parquet(${sqlPath(file)})`);
+    assert.ok(sums.every(([n]) => Number(n) === 10));
+  });
+
   test('a NaN logsumexp flags the row non-finite even when its stored values are finite', () => {
     const cols = sequenceTopk('float32');
     cols.logsumexp![2] = NaN;

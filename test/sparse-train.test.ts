@@ -8,7 +8,7 @@ import { precomputeLogits } from '../src/precompute/run.js';
 import { initBackend } from '../src/train/backend.js';
 import { softmax } from '../src/train/losses.js';
 import { trainStudent } from '../src/train/run.js';
-import { ABSENT_LOGIT, bucketSoftTerm, denseTeacherRows, type SparseRows } from '../src/train/sparse-targets.js';
+import { ABSENT_LOGIT, bucketSoftTerm, denseTeacherRows, sampledTeacherRows, type SparseRows } from '../src/train/sparse-targets.js';
 import { distillationLoss } from '../src/train/tf-losses.js';
 import { UserError } from '../src/util/errors.js';
 import { floatToHalf } from '../src/util/half.js';
@@ -95,6 +95,37 @@ describe('sparse teacher rows (hand-computed)', () => {
   });
 });
 
+describe('sampled teacher rows (hand-computed)', () => {
+  // 4 draws over 5 classes: class 3 three times (logit 2), class 1 once (logit 1)
+  const S = {
+    rows: 1, k: 4, indices: Int32Array.from([3, 1, -1, -1]), counts: Int32Array.from([3, 1, 0, 0]),
+    values: Float32Array.from([2, 1, 0, 0]), dtype: 'float32' as const, logsumexp: Float32Array.from([2.5]),
+  };
+
+  test('at the sampling temperature the target is counts / N', () => {
+    for (const t of [1, 2]) {
+      const q = softmax(sampledTeacherRows(S, 5, t, t), t);
+      near(q[3], 0.75, 1e-6, `T=${t}`);
+      near(q[1], 0.25, 1e-6, `T=${t}`);
+      assert.equal(q[0] + q[2] + q[4], 0);
+    }
+  });
+
+  test('at another temperature the counts are reweighted by exp(z (1/T - 1/Ts))', () => {
+    // T = 2, Ts = 1: weights 3 e^{-1} and 1 e^{-1/2}
+    const q = softmax(sampledTeacherRows(S, 5, 2, 1), 2);
+    const w3 = 3 * Math.exp(-1);
+    const w1 = Math.exp(-0.5);
+    near(q[3], w3 / (w3 + w1), 1e-6, 'class 3');
+    const t = sampledTeacherRows(S, 5, 2, 1);
+    assert.equal(t[0], Math.fround(ABSENT_LOGIT));
+  });
+
+  test('a row whose logsumexp is NaN becomes NaN (left out)', () => {
+    assert.ok(sampledTeacherRows({ ...S, logsumexp: Float32Array.from([NaN]) }, 5, 1, 1).every(Number.isNaN));
+  });
+});
+
 describe('tfjs bucket loss', () => {
   before(async () => {
     await initBackend('cpu', { needsConv: false });
@@ -161,6 +192,20 @@ describe('train-student on top-k caches', () => {
       assert.ok(s.teacher_agreement !== null && s.teacher_agreement >= 0);
     });
   }
+
+  test('a sampled cache (--sample 32 at T = 2) trains at T = 2 with finite, falling losses; another T gets a notice', async () => {
+    const sampled = path.join(dir, 'sampled');
+    await precomputeLogits({ teacher: path.join(FIXTURES, 'wide_teacher.onnx'), data: xFile, out: sampled, sample: 32, sampleTemperature: 2, dtype: 'float16', shardRows: 250, device: 'cpu', quiet: true });
+    const out = path.join(dir, 'student-sampled');
+    const s = await trainStudent({ logits: sampled, data: xFile, out, student: 'mlp:64', epochs: 3, batchSize: 50, lr: 3e-3, temperature: 2, backend: 'wasm', quiet: true });
+    const lines = fs.readFileSync(path.join(out, 'metrics.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l));
+    assert.ok(lines.every((l) => Number.isFinite(l.train_loss)), JSON.stringify(lines));
+    assert.ok(lines[2].train_loss < lines[0].train_loss, 'loss falls');
+    assert.equal(s.hyperparameters.tail, null, '--tail does not apply to sampled caches');
+    const log: string[] = [];
+    await trainStudent({ logits: sampled, data: xFile, out: path.join(dir, 'student-sampled-t1'), student: 'mlp:8', epochs: 1, temperature: 1, backend: 'wasm', quiet: true, log: (l) => log.push(l) });
+    assert.ok(log.some((l) => /^notice: the cache's classes were drawn at T=2; at --temperature 1 the draws are reweighted/.test(l)), log.join('\n'));
+  });
 
   test('--loss mse is refused for a top-k cache; a sequence cache is refused with one line', async () => {
     await assert.rejects(trainStudent({ logits: topk, data: xFile, student: 'mlp:8', out: path.join(dir, 'mse'), loss: 'mse', epochs: 1, quiet: true }),

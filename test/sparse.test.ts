@@ -5,6 +5,7 @@ import { combineFidelity, FidelityAccumulator } from '../src/sparse/fidelity.js'
 import { toStored } from '../src/sparse/store.js';
 import { LOG_FLOOR, detectTeacherOutput, toLogProbs } from '../src/sparse/teacher-output.js';
 import { TAIL_FLOOR, storedLogProbs, tailMass, uniformTailLogProb } from '../src/sparse/tail.js';
+import { rowRng, sampleRow } from '../src/sparse/sample.js';
 import { rowLogSumExp, topkRow } from '../src/sparse/topk.js';
 import { halfToFloat } from '../src/util/dtype.js';
 import { floatToHalf } from '../src/util/half.js';
@@ -201,3 +202,72 @@ describe('stored columns', () => {
     assert.ok(Math.abs(out.fidelity!.mass_min - 0.9) < 1e-6);
   });
 });
+
+describe('sampled classes', () => {
+  const row = Float32Array.from([2, 1, 0, -1, 0.5, 1.5]);
+  const lse = lse64(row);
+
+  test('N draws: distinct classes most drawn first, counts sum to N, unused slots -1/0, reproducible per (row, position)', () => {
+    const idx = new Int32Array(8);
+    const cnt = new Int32Array(8);
+    const val = new Float32Array(8);
+    const n = sampleRow(row, 0, 6, 1, lse, 8, rowRng(7, 3), idx, cnt, val, 0, 8);
+    assert.equal(cnt.reduce((a, b) => a + b, 0), 8);
+    assert.ok(n >= 1 && n <= 6);
+    for (let i = 0; i < 8; i++) {
+      if (i < n) {
+        assert.ok(cnt[i] > 0 && val[i] === row[idx[i]]);
+        if (i > 0) assert.ok(cnt[i] < cnt[i - 1] || (cnt[i] === cnt[i - 1] && idx[i] > idx[i - 1]), 'order');
+      } else {
+        assert.deepEqual([idx[i], cnt[i], val[i]], [-1, 0, 0]);
+      }
+    }
+    const again = new Int32Array(8);
+    sampleRow(row, 0, 6, 1, lse, 8, rowRng(7, 3), again, new Int32Array(8), new Float32Array(8), 0, 8);
+    assert.deepEqual(again, idx);
+  });
+
+  test('unbiased: counts / N average to softmax(z / Ts) over many rows', () => {
+    for (const ts of [1, 2]) {
+      const p = softmax64(row, ts);
+      const sum = new Float64Array(6);
+      const rows = 4000;
+      const draws = 16;
+      const lseTs = lse64(row, ts);
+      for (let r = 0; r < rows; r++) {
+        const idx = new Int32Array(6);
+        const cnt = new Int32Array(6);
+        sampleRow(row, 0, 6, ts, lseTs, draws, rowRng(r, 0), idx, cnt, new Float32Array(6), 0, 6);
+        for (let i = 0; i < 6 && cnt[i] > 0; i++) sum[idx[i]] += cnt[i] / draws;
+      }
+      for (let j = 0; j < 6; j++) {
+        const se = Math.sqrt(p[j] * (1 - p[j]) / (rows * draws));
+        assert.ok(Math.abs(sum[j] / rows - p[j]) < 5 * se, `Ts=${ts} class ${j}: ${sum[j] / rows} vs ${p[j]}`);
+      }
+    }
+  });
+
+  test('stored columns: sampled classes, counts, logits and the full row\'s logsumexp; fidelity over the drawn classes', () => {
+    const r = rng(2);
+    const rows = 70;
+    const c = 30;
+    const logits = Float32Array.from({ length: rows * c }, () => (r() - 0.5) * 8);
+    const full = Float32Array.from(logits);
+    const out = toStored({ rows, row: BigInt64Array.from({ length: rows }, (_, i) => BigInt(i)), logits, logitsWidth: c, logitsDtype: 'float32' },
+      { kind: 'sample', k: 12, samples: 12, sampleTemperature: 1, dtype: 'float32', teacherOutput: 'logits', reportTemperature: 2 });
+    assert.equal(out.cols.logitsWidth, 12);
+    for (let i = 0; i < rows; i++) {
+      const cnt = out.cols.sampleCounts!.subarray(i * 12, i * 12 + 12);
+      assert.equal(cnt.reduce((a, b) => a + b, 0), 12);
+      for (let s = 0; s < 12 && cnt[s] > 0; s++) assert.equal(out.cols.logits[i * 12 + s], full[i * c + out.cols.topkIndices![i * 12 + s]]);
+      assert.equal(out.cols.logsumexp![i], Math.fround(lse64(full.subarray(i * c, i * c + c))));
+    }
+    assert.equal(out.fidelity!.rows, rows);
+    assert.ok(out.fidelity!.mass_mean > 0 && out.fidelity!.mass_mean < 1);
+  });
+});
+
+function softmax64(row: ArrayLike<number>, t: number): number[] {
+  const l = lse64(row, t);
+  return Array.from(row, (v) => Math.exp(v / t - l));
+}

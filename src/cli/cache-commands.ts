@@ -61,9 +61,9 @@ function teacherOutputText(s: StorageSpec): string {
   return o ? `; the teacher outputs ${o.output === 'probs' ? 'probabilities' : 'log-probabilities'}${o.detected ? ' (detected)' : ''}, stored as log-probabilities` : '';
 }
 
-function fidelityText(f: FidelityRecord, t: number): string {
+function fidelityText(f: FidelityRecord, t: number, what = 'top-k'): string {
   return `retained mass ${f.mass_mean.toFixed(4)} mean / ${f.mass_min.toFixed(4)} min at T=1, ${f.mass_t_mean.toFixed(4)} / ${f.mass_t_min.toFixed(4)} at T=${t}; ` +
-    `KL(full || top-k + uniform tail) ${f.kl_mean.toExponential(3)} at T=1, ${f.kl_t_mean.toExponential(3)} at T=${t} (${f.kl_rows} sampled rows)`;
+    `KL(full || ${what} + uniform tail) ${f.kl_mean.toExponential(3)} at T=1, ${f.kl_t_mean.toExponential(3)} at T=${t} (${f.kl_rows} sampled rows)`;
 }
 
 export const inspectCommand: CommandModule<object, { dir: string; rows: number; json: boolean }> = {
@@ -99,7 +99,9 @@ export const inspectCommand: CommandModule<object, { dir: string; rows: number; 
       `output      [${m.output.shape.join(', ')}] per example, stored raw (temperature is applied at training time)${teacherOutputText(m.storage)}`,
       `storage     ${m.storage.format} ${m.storage.compression}, ${m.storage.logits_dtype}, ${m.shards.length} shards of ${m.storage.shard_rows} rows, ${formatBytes(m.totals.bytes)} (${(m.totals.bytes / m.rows).toFixed(1)} B/row${m.totals.positions !== undefined ? `, ${formatCount(m.totals.positions)} positions, ${(m.totals.bytes / Math.max(m.totals.positions, 1)).toFixed(1)} B/position` : ''})`,
       ...(m.storage.layout === 'sequence' ? ['layout      sequence: one row per real position (row, position)'] : []),
-      ...(m.totals.fidelity ? [`top-k       k = ${m.storage.k} of ${m.storage.classes} classes; ${fidelityText(m.totals.fidelity, m.storage.report_temperature!)}`] : []),
+      ...(m.totals.fidelity ? [m.storage.kind === 'sample'
+        ? `sampled     ${m.storage.samples} draws per row at T=${m.storage.sample_temperature}, up to ${m.storage.k} distinct of ${m.storage.classes} classes; the drawn classes' ${fidelityText(m.totals.fidelity, m.storage.report_temperature!, 'drawn classes')}`
+        : `top-k       k = ${m.storage.k} of ${m.storage.classes} classes; ${fidelityText(m.totals.fidelity, m.storage.report_temperature!)}`] : []),
       `columns     ${m.storage.columns.map((c) => `${c.name}: ${c.type}`).join(', ')}`,
       `non-finite  ${m.totals.nonfinite_rows} rows`,
     ].join('\n'));
@@ -115,8 +117,9 @@ export const inspectCommand: CommandModule<object, { dir: string; rows: number; 
         }
         const where = `row ${cols.row[i]}${cols.position ? ` position ${cols.position[i]}` : ''}${cols.label ? `  label ${cols.label[i]}` : ''}`;
         const classes = cols.topkIndices ? `  classes [${[...cols.topkIndices.subarray(i * w, i * w + show)].join(', ')}${w > show ? ', ...' : ''}]` : '';
+        const counts = cols.sampleCounts ? `  counts [${[...cols.sampleCounts.subarray(i * w, i * w + show)].join(', ')}${w > show ? ', ...' : ''}]` : '';
         const lse = cols.logsumexp ? `  logsumexp ${cols.logsumexp[i].toFixed(3)}` : '';
-        console.log(`${where}${classes}  ${cols.topkIndices ? 'top-k logits' : 'logits'} [${vals.join(', ')}${w > show ? `, ... (${w})` : ''}]${lse}`);
+        console.log(`${where}${classes}${counts}  ${cols.sampleCounts ? 'logits' : cols.topkIndices ? 'top-k logits' : 'logits'} [${vals.join(', ')}${w > show ? `, ... (${w})` : ''}]${lse}`);
       }
     }
   },

@@ -29,6 +29,8 @@ export function precomputeCommand(argv: string[]) {
     .option('compression', { choices: ['zstd', 'snappy', 'none'] as const, default: 'zstd' as const, describe: 'Parquet compression (Arrow shards are uncompressed)', group: 'Output:' })
     .option('shard-rows', { type: 'number', describe: 'rows per shard (default: up to 10000, ~64 MiB at most)', group: 'Output:' })
     .option('top-k', { type: 'number', describe: 'store only the K largest values per row (per position), their class indices and the full row\'s logsumexp', group: 'Output:' })
+    .option('sample', { type: 'number', describe: 'instead of the top-k, store N draws per row from the teacher\'s distribution (distinct classes, counts, logits, logsumexp): unbiased sparse targets', group: 'Output:' })
+    .option('sample-temperature', { type: 'string', describe: 'with --sample: draw from softmax(z / T) (default 1; use the temperature you will train at)', group: 'Output:' })
     .option('dtype', { choices: ['float32', 'float16'] as const, default: 'float32' as const, describe: 'type of the stored values (float16: Parquet FLOAT16 / Arrow Float16)', group: 'Output:' })
     .option('teacher-output', { choices: ['auto', 'logits', 'probs', 'logprobs'] as const, default: 'auto' as const, describe: 'what the teacher outputs; probs/logprobs are stored as log-probabilities (auto: probs when the first rows are >= 0 and sum to 1)', group: 'Output:' })
     .option('report-temperature', { type: 'string', describe: 'with --top-k: also report the retained mass and KL at this temperature (default 2)', group: 'Output:' })
@@ -65,6 +67,8 @@ export async function main(argv: string[]): Promise<void> {
     shardRows: positiveInt('shard-rows', a.shardRows),
     storeInputs: a.storeInputs,
     topK: a.topK,
+    sample: a.sample,
+    sampleTemperature: a.sampleTemperature === undefined ? undefined : parseNumber('sample-temperature', a.sampleTemperature),
     dtype: a.dtype,
     teacherOutput: a.teacherOutput,
     reportTemperature: a.reportTemperature === undefined ? undefined : parseNumber('report-temperature', a.reportTemperature),

@@ -55,6 +55,10 @@ export interface PrecomputeOptions {
   teacherOutput?: TeacherOutputFlag;
   /** second temperature of the top-k fidelity report */
   reportTemperature?: number;
+  /** store this many draws per row from the teacher's distribution instead of the top-k */
+  sample?: number;
+  /** the temperature the draws are taken at (default 1) */
+  sampleTemperature?: number;
   /** the model's mask or lengths input (default: a second input named like a mask) */
   maskInput?: string;
   /** sequence teachers: the token id that marks padding */
@@ -91,7 +95,9 @@ export async function precomputeLogits(opts: PrecomputeOptions): Promise<Precomp
   const batchSizeWanted = opts.batchSize ?? 256;
   if (!Number.isInteger(batchSizeWanted) || batchSizeWanted < 1) throw new UserError(`--batch-size ${opts.batchSize}: must be a positive integer`);
   const partition = resolvePartition(opts.partition, opts.partitions, opts.env ?? process.env);
-  const storageFlags: StorageFlags = { topK: opts.topK, dtype: opts.dtype, teacherOutput: opts.teacherOutput, reportTemperature: opts.reportTemperature };
+  const storageFlags: StorageFlags = {
+    topK: opts.topK, dtype: opts.dtype, teacherOutput: opts.teacherOutput, reportTemperature: opts.reportTemperature, sample: opts.sample, sampleTemperature: opts.sampleTemperature,
+  };
   checkStorageFlags(storageFlags);
   if (opts.padId !== undefined && !Number.isSafeInteger(opts.padId)) throw new UserError(`--pad-id ${opts.padId}: must be an integer token id`);
 
@@ -192,7 +198,7 @@ export async function precomputeLogits(opts: PrecomputeOptions): Promise<Precomp
       rowsPerSecond: rowsDone / Math.max(computeSecs, 1e-9),
       nonfiniteRows: nonfinite, nonfiniteExamples: examples,
       manifest, missingShards: missing,
-      fidelity: config.storage.kind === 'topk' ? combineFidelity(ours.flatMap((r) => (r.fidelity ? [r.fidelity] : []))) : null,
+      fidelity: config.storage.kind !== undefined ? combineFidelity(ours.flatMap((r) => (r.fidelity ? [r.fidelity] : []))) : null,
     };
     // A warning is not progress: --quiet does not silence it (the exit code is 3 either way).
     if (nonfinite > 0) warn(`warning: ${nonfinite} rows have NaN/Inf teacher outputs (rows ${examples.join(', ')}${nonfinite > examples.length ? ', ...' : ''}); train-student leaves them out of training`);
@@ -248,14 +254,15 @@ function withPadding(pre: Preprocessing, teacher: Teacher, padId: number | undef
 
 /** The original storage spec, extended only when a flag or the teacher asks for more. */
 function storageFor(base: StorageSpec, flags: StorageFlags, teacherOutput: ResolvedTeacherOutput, shape: StorageShape): StorageSpec {
-  const plain = !shape.sequence && flags.topK === undefined && (flags.dtype ?? 'float32') === 'float32' && teacherOutput.output === 'logits';
+  const plain = !shape.sequence && flags.topK === undefined && flags.sample === undefined && (flags.dtype ?? 'float32') === 'float32' && teacherOutput.output === 'logits';
   return plain ? base : extendStorage(base, flags, teacherOutput, shape);
 }
 
 function fidelityLine(storage: StorageSpec, f: FidelityRecord): string {
   const t = storage.report_temperature;
-  return `top-${storage.k}: retained mass ${f.mass_mean.toFixed(4)} mean, ${f.mass_min.toFixed(4)} min at T=1; ${f.mass_t_mean.toFixed(4)} mean, ${f.mass_t_min.toFixed(4)} min at T=${t}; ` +
-    `KL(full || top-k + uniform tail) ${f.kl_mean.toExponential(3)} at T=1, ${f.kl_t_mean.toExponential(3)} at T=${t} (${f.kl_rows} sampled rows of ${f.rows})`;
+  const what = storage.kind === 'sample' ? `${storage.samples} draws at T=${storage.sample_temperature}: the drawn classes` : `top-${storage.k}:`;
+  return `${what} retained mass ${f.mass_mean.toFixed(4)} mean, ${f.mass_min.toFixed(4)} min at T=1; ${f.mass_t_mean.toFixed(4)} mean, ${f.mass_t_min.toFixed(4)} min at T=${t}; ` +
+    `KL(full || ${storage.kind === 'sample' ? 'drawn classes' : 'top-k'} + uniform tail) ${f.kl_mean.toExponential(3)} at T=1, ${f.kl_t_mean.toExponential(3)} at T=${t} (${f.kl_rows} sampled rows of ${f.rows})`;
 }
 
 async function runBatch(teacher: Teacher, feeds: Record<string, ort.Tensor>, rows: number, inputShape: number[]): Promise<ort.Tensor> {

@@ -4,7 +4,8 @@
  * and a logits teacher, the spec is exactly the original one, so those caches keep their config_id.
  */
 import {
-  COL_INPUT, COL_LABEL, COL_LOGITS, COL_LOGSUMEXP, COL_POSITION, COL_ROW, COL_TOPK_INDICES, COL_TOPK_LOGITS,
+  COL_INPUT, COL_LABEL, COL_LOGITS, COL_LOGSUMEXP, COL_POSITION, COL_ROW, COL_SAMPLE_COUNTS, COL_SAMPLE_INDICES, COL_SAMPLE_LOGITS,
+  COL_TOPK_INDICES, COL_TOPK_LOGITS,
   type ColumnSpec, type StorageSpec,
 } from '../shards/format.js';
 import { type TeacherOutput, type TeacherOutputFlag, detectTeacherOutput } from '../sparse/teacher-output.js';
@@ -18,6 +19,9 @@ export interface StorageFlags {
   dtype?: 'float32' | 'float16';
   teacherOutput?: TeacherOutputFlag;
   reportTemperature?: number;
+  /** sampled sparse targets: draws per row, and the temperature they are drawn at */
+  sample?: number;
+  sampleTemperature?: number;
 }
 
 export function checkStorageFlags(f: StorageFlags): void {
@@ -29,7 +33,15 @@ export function checkStorageFlags(f: StorageFlags): void {
   if (f.reportTemperature !== undefined && !(f.reportTemperature > 0 && Number.isFinite(f.reportTemperature))) {
     throw new UserError(`--report-temperature ${f.reportTemperature}: must be a positive number`);
   }
-  if (f.reportTemperature !== undefined && f.topK === undefined) throw new UserError('--report-temperature: only applies with --top-k (it sets the temperature of the retained-mass report)');
+  if (f.sample !== undefined && !(Number.isInteger(f.sample) && f.sample >= 1 && f.sample <= 1 << 20)) throw new UserError(`--sample ${f.sample}: must be a positive integer (draws per row)`);
+  if (f.sample !== undefined && f.topK !== undefined) throw new UserError('--sample and --top-k are exclusive: store sampled classes or the k largest, not both');
+  if (f.sampleTemperature !== undefined && !(f.sampleTemperature > 0 && Number.isFinite(f.sampleTemperature))) {
+    throw new UserError(`--sample-temperature ${f.sampleTemperature}: must be a positive number`);
+  }
+  if (f.sampleTemperature !== undefined && f.sample === undefined) throw new UserError('--sample-temperature: only applies with --sample');
+  if (f.reportTemperature !== undefined && f.topK === undefined && f.sample === undefined) {
+    throw new UserError('--report-temperature: only applies with --top-k or --sample (it sets the temperature of the retained-mass report)');
+  }
 }
 
 /**
@@ -77,6 +89,9 @@ export function extendStorage(base: StorageSpec, f: StorageFlags, teacherOutput:
     }
     if (f.topK >= classes) throw new UserError(`--top-k ${f.topK}: the teacher has ${classes} classes; top-k must keep fewer (a dense cache stores all of them)`);
   }
+  if (f.sample !== undefined && shape.outputShape.length !== 1 && !shape.sequence) {
+    throw new UserError(`--sample: the teacher's output per example is [${shape.outputShape.join(', ')}]; sampling needs one distribution per row: [classes], or [positions, classes] for a sequence teacher`);
+  }
   if (shape.sequence && shape.hasLabels) {
     throw new UserError('--labels: the teacher outputs one distribution per position (a sequence cache, one row per position); per-example labels do not apply: leave --labels out');
   }
@@ -86,10 +101,18 @@ export function extendStorage(base: StorageSpec, f: StorageFlags, teacherOutput:
   if (shape.sequence) columns.push({ name: COL_POSITION, type: 'int32' });
   if (shape.hasLabels) columns.push({ name: COL_LABEL, type: 'int32' });
   const perRow = shape.sequence ? classes : base.columns.find((c) => c.name === COL_LOGITS)!.length!;
+  const slots = f.sample !== undefined ? Math.min(f.sample, classes) : 0;
   if (f.topK !== undefined) {
     columns.push(
       { name: COL_TOPK_INDICES, type: 'list<int32>', length: f.topK },
       { name: COL_TOPK_LOGITS, type: `list<${dtype}>`, length: f.topK },
+      { name: COL_LOGSUMEXP, type: 'float32' },
+    );
+  } else if (f.sample !== undefined) {
+    columns.push(
+      { name: COL_SAMPLE_INDICES, type: 'list<int32>', length: slots },
+      { name: COL_SAMPLE_COUNTS, type: 'list<int32>', length: slots },
+      { name: COL_SAMPLE_LOGITS, type: `list<${dtype}>`, length: slots },
       { name: COL_LOGSUMEXP, type: 'float32' },
     );
   } else {
@@ -98,10 +121,16 @@ export function extendStorage(base: StorageSpec, f: StorageFlags, teacherOutput:
   if (shape.input) columns.push({ name: COL_INPUT, type: `list<${shape.input.dtype}>`, length: shape.input.width });
   spec.columns = columns;
   if (shape.sequence) spec.layout = 'sequence';
-  if (shape.sequence || f.topK !== undefined) spec.classes = classes;
+  if (shape.sequence || f.topK !== undefined || f.sample !== undefined) spec.classes = classes;
   if (f.topK !== undefined) {
     spec.kind = 'topk';
     spec.k = f.topK;
+    spec.report_temperature = f.reportTemperature ?? DEFAULT_REPORT_TEMPERATURE;
+  } else if (f.sample !== undefined) {
+    spec.kind = 'sample';
+    spec.k = slots;
+    spec.samples = f.sample;
+    spec.sample_temperature = f.sampleTemperature ?? 1;
     spec.report_temperature = f.reportTemperature ?? DEFAULT_REPORT_TEMPERATURE;
   }
   if (teacherOutput.output !== 'logits') spec.teacher_output = { output: teacherOutput.output, detected: teacherOutput.detected };

@@ -6,7 +6,8 @@
 import * as arrow from 'apache-arrow';
 import type { DType, TypedArray } from '../util/dtype.js';
 import {
-  COL_INPUT, COL_LABEL, COL_LOGITS, COL_LOGSUMEXP, COL_POSITION, COL_ROW, COL_TOPK_INDICES, COL_TOPK_LOGITS, type ShardColumns,
+  COL_INPUT, COL_LABEL, COL_LOGITS, COL_LOGSUMEXP, COL_POSITION, COL_ROW, COL_SAMPLE_COUNTS, COL_SAMPLE_INDICES, COL_SAMPLE_LOGITS,
+  COL_TOPK_INDICES, COL_TOPK_LOGITS, type ShardColumns,
 } from './format.js';
 import { arrowTypeOf } from './arrow-types.js';
 
@@ -22,10 +23,15 @@ export function shardTable(cols: ShardColumns, metadata: Map<string, string>): a
   if (cols.position) add(COL_POSITION, new arrow.Int32(), arrow.makeData({ type: new arrow.Int32(), length: cols.rows, data: cols.position }));
   if (cols.label) add(COL_LABEL, new arrow.Int32(), arrow.makeData({ type: new arrow.Int32(), length: cols.rows, data: cols.label }));
   if (cols.topkIndices) {
+    const sampled = cols.sampleCounts !== undefined;
     const idx = fixedList('int32', cols.logitsWidth, cols.rows, cols.topkIndices);
-    add(COL_TOPK_INDICES, idx.type, idx);
+    add(sampled ? COL_SAMPLE_INDICES : COL_TOPK_INDICES, idx.type, idx);
+    if (sampled) {
+      const counts = fixedList('int32', cols.logitsWidth, cols.rows, cols.sampleCounts!);
+      add(COL_SAMPLE_COUNTS, counts.type, counts);
+    }
     const values = fixedList(cols.logitsDtype, cols.logitsWidth, cols.rows, cols.logits);
-    add(COL_TOPK_LOGITS, values.type, values);
+    add(sampled ? COL_SAMPLE_LOGITS : COL_TOPK_LOGITS, values.type, values);
     add(COL_LOGSUMEXP, new arrow.Float32(), arrow.makeData({ type: new arrow.Float32(), length: cols.rows, data: cols.logsumexp! }));
   } else {
     const logits = fixedList(cols.logitsDtype, cols.logitsWidth, cols.rows, cols.logits);
@@ -65,6 +71,9 @@ export function checkColumns(cols: ShardColumns): void {
   if (Boolean(cols.topkIndices) !== Boolean(cols.logsumexp)) bad('topkIndices and logsumexp go together');
   if (cols.topkIndices && (!(cols.topkIndices instanceof Int32Array) || cols.topkIndices.length !== cols.rows * cols.logitsWidth)) {
     bad(`topkIndices must be an Int32Array of rows * logitsWidth = ${cols.rows * cols.logitsWidth}`);
+  }
+  if (cols.sampleCounts && (!cols.topkIndices || !(cols.sampleCounts instanceof Int32Array) || cols.sampleCounts.length !== cols.rows * cols.logitsWidth)) {
+    bad(`sampleCounts must be an Int32Array of rows * logitsWidth = ${cols.rows * cols.logitsWidth}, with topkIndices`);
   }
   if (cols.logsumexp && (!(cols.logsumexp instanceof Float32Array) || cols.logsumexp.length !== cols.rows)) bad(`logsumexp must be a Float32Array of ${cols.rows}`);
   if (!Number.isSafeInteger(cols.logitsWidth) || cols.logitsWidth < 1) bad(`logitsWidth ${cols.logitsWidth}`);

@@ -45,6 +45,10 @@ export function shardBaseName(index: number): string {
  *  - 'topk': `topk_indices` (the k classes with the largest values, best first; ties by lower
  *    index), `topk_logits` (their values) and `logsumexp` (float32, of the full row before top-k),
  *    so p_i = exp(topk_logits_i - logsumexp) is exact and the tail mass is 1 - sum_i p_i.
+ *  - 'sample': storage.samples draws from softmax(z / storage.sample_temperature); `sample_indices`
+ *    (distinct drawn classes, most drawn first, ties by lower index, -1 in unused slots),
+ *    `sample_counts` (draws of each; they sum to storage.samples), `sample_logits` and `logsumexp`
+ *    as for top-k. k = min(samples, classes) slots per row. See src/sparse/sample.ts.
  *
  * Values are float32 or float16 (storage.logits_dtype; Parquet FLOAT16 logical type, Arrow
  * Float16). For probability teachers (storage.teacher_output) they are log-probabilities,
@@ -56,7 +60,10 @@ export const COL_LABEL = 'label'; // int32, optional
 export const COL_LOGITS = 'logits'; // list<float32|float16>, dense: the raw teacher output, flattened
 export const COL_TOPK_INDICES = 'topk_indices'; // list<int32>, top-k only
 export const COL_TOPK_LOGITS = 'topk_logits'; // list<float32|float16>, top-k only
-export const COL_LOGSUMEXP = 'logsumexp'; // float32, top-k only
+export const COL_LOGSUMEXP = 'logsumexp'; // float32, top-k and sampled
+export const COL_SAMPLE_INDICES = 'sample_indices'; // list<int32>, sampled only; -1 in unused slots
+export const COL_SAMPLE_COUNTS = 'sample_counts'; // list<int32>, sampled only: draws of each class; 0 in unused slots
+export const COL_SAMPLE_LOGITS = 'sample_logits'; // list<float32|float16>, sampled only; 0 in unused slots
 export const COL_INPUT = 'input'; // list<dataset dtype>, optional (--store-inputs)
 
 /** Columnar in-memory form of one shard: typed arrays, never arrays of row objects. */
@@ -74,8 +81,10 @@ export interface ShardColumns {
   logits: Float32Array | Uint16Array;
   logitsWidth: number;
   logitsDtype: 'float32' | 'float16';
-  /** top-k: rows * k class indices, best first */
+  /** top-k: rows * k class indices, best first; sampled: the distinct drawn classes, -1 padded */
   topkIndices?: Int32Array;
+  /** sampled: rows * k draw counts (present exactly for sampled shards) */
+  sampleCounts?: Int32Array;
   /** top-k: per row, log-sum-exp of the full row */
   logsumexp?: Float32Array;
   /** rows * inputWidth values, row-major, in the dataset's dtype. */
@@ -107,8 +116,12 @@ export interface StorageSpec {
   layout?: 'sequence';
   /** classes per distribution (the last output dimension); with layout or kind */
   classes?: number;
-  kind?: 'topk';
+  kind?: 'topk' | 'sample';
+  /** list slots per row: the k of top-k, or min(samples, classes) */
   k?: number;
+  /** sampled: draws per row and the temperature they were drawn at */
+  samples?: number;
+  sample_temperature?: number;
   /** temperature of the second retained-mass/KL figure of the fidelity report (top-k) */
   report_temperature?: number;
   /** teachers whose outputs are not logits; values are stored as log-probabilities */

@@ -139,7 +139,7 @@ export function buildManifest(config: CacheConfig, sidecars: readonly ShardSidec
     nonfinite_rows: shards.reduce((n, s) => n + s.nonfinite_rows, 0),
   };
   if (config.storage.layout === 'sequence') totals.positions = shards.reduce((n, s) => n + (s.positions ?? 0), 0);
-  if (config.storage.kind === 'topk') totals.fidelity = combineFidelity(shards.flatMap((s) => (s.fidelity ? [s.fidelity] : [])));
+  if (config.storage.kind !== undefined) totals.fidelity = combineFidelity(shards.flatMap((s) => (s.fidelity ? [s.fidelity] : [])));
   return {
     ...config,
     complete,

@@ -68,7 +68,9 @@ const storage = object({
   columns: arrayOf(object({ name: str, type: str, length: optional(int(0, MAX_DIM)) }), 64),
   layout: optional(oneOf('sequence')),
   classes: optional(int(1, MAX_DIM)),
-  kind: optional(oneOf('topk')),
+  kind: optional(oneOf('topk', 'sample')),
+  samples: optional(int(1, MAX_DIM)),
+  sample_temperature: optional(positive),
   k: optional(int(1, MAX_DIM)),
   report_temperature: optional(positive),
   teacher_output: optional(object({ output: oneOf('probs', 'logprobs'), detected: bool })),
@@ -79,7 +81,7 @@ function extendedFeatures(c: CacheConfig): string[] {
   const s = c.storage;
   const p = c.preprocessing;
   const out: string[] = [];
-  for (const key of ['layout', 'classes', 'kind', 'k', 'report_temperature', 'teacher_output'] as const) if (s[key] !== undefined) out.push(`storage.${key}`);
+  for (const key of ['layout', 'classes', 'kind', 'k', 'samples', 'sample_temperature', 'report_temperature', 'teacher_output'] as const) if (s[key] !== undefined) out.push(`storage.${key}`);
   if (p.input_type !== 'float32') out.push('preprocessing.input_type');
   if (p.pad_id !== undefined) out.push('preprocessing.pad_id');
   if (p.mask_input !== undefined) out.push('preprocessing.mask_input');
@@ -119,8 +121,16 @@ export const checkConfig: Check = (v, at) => {
   if (s.kind === 'topk') {
     if (s.k === undefined || s.k >= classes) fieldFail('storage.k', `an integer from 1 to ${classes - 1} (fewer than the classes)`, s.k);
     if (s.report_temperature === undefined) fieldFail('storage.report_temperature', 'a positive number', s.report_temperature);
+  } else if (s.kind === 'sample') {
+    if (s.samples === undefined) fieldFail('storage.samples', 'the draws per row of a sampled cache', s.samples);
+    if (s.sample_temperature === undefined) fieldFail('storage.sample_temperature', 'a positive number', s.sample_temperature);
+    if (s.k !== Math.min(s.samples, classes)) fieldFail('storage.k', `min(samples, classes) = ${Math.min(s.samples, classes)}`, s.k);
+    if (s.report_temperature === undefined) fieldFail('storage.report_temperature', 'a positive number', s.report_temperature);
   } else if (s.k !== undefined || s.report_temperature !== undefined) {
-    fieldFail(s.k !== undefined ? 'storage.k' : 'storage.report_temperature', 'absent without storage.kind "topk"', 'a value');
+    fieldFail(s.k !== undefined ? 'storage.k' : 'storage.report_temperature', 'absent without storage.kind "topk" or "sample"', 'a value');
+  }
+  if (s.kind !== 'sample' && (s.samples !== undefined || s.sample_temperature !== undefined)) {
+    fieldFail(s.samples !== undefined ? 'storage.samples' : 'storage.sample_temperature', 'absent without storage.kind "sample"', 'a value');
   }
   const shards = Math.ceil(c.rows / c.storage.shard_rows);
   if (c.shard_count !== shards) fieldFail('shard_count', `ceil(rows / storage.shard_rows) = ${shards}`, c.shard_count);
@@ -175,8 +185,8 @@ export function checkRecordAgainstConfig(r: ShardRecord, config: CacheConfig, at
   if (sequence && r.positions! > maxPositions) fieldFail(`${at}positions`, `at most rows * positions per example (${maxPositions})`, r.positions);
   const tableRows = sequence ? r.positions! : r.rows;
   if (r.nonfinite_rows > tableRows) fieldFail(`${at}nonfinite_rows`, `at most ${sequence ? 'positions' : 'rows'} (${tableRows})`, r.nonfinite_rows);
-  if ((config.storage.kind === 'topk') !== (r.fidelity !== undefined)) {
-    fieldFail(`${at}fidelity`, config.storage.kind === 'topk' ? 'the fidelity stats of a top-k shard' : 'absent in a dense cache', r.fidelity);
+  if ((config.storage.kind !== undefined) !== (r.fidelity !== undefined)) {
+    fieldFail(`${at}fidelity`, config.storage.kind !== undefined ? 'the fidelity stats of a sparse shard' : 'absent in a dense cache', r.fidelity);
   }
 }
 
@@ -208,5 +218,5 @@ export const checkManifest: Check = (v, at) => {
   if (sequence ? m.totals.positions !== positions : m.totals.positions !== undefined) {
     fieldFail('totals.positions', sequence ? `the sum of the shards' positions (${positions})` : 'absent outside the sequence layout', m.totals.positions);
   }
-  if ((m.storage.kind === 'topk') !== (m.totals.fidelity !== undefined)) fieldFail('totals.fidelity', m.storage.kind === 'topk' ? 'the combined fidelity stats' : 'absent in a dense cache', m.totals.fidelity);
+  if ((m.storage.kind !== undefined) !== (m.totals.fidelity !== undefined)) fieldFail('totals.fidelity', m.storage.kind !== undefined ? 'the combined fidelity stats' : 'absent in a dense cache', m.totals.fidelity);
 };

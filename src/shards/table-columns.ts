@@ -9,7 +9,8 @@ import { UserError } from '../util/errors.js';
 import { allocTyped, type DType, type TypedArray } from '../util/dtype.js';
 import { dtypeOfArrow } from './arrow-types.js';
 import {
-  COL_INPUT, COL_LABEL, COL_LOGITS, COL_LOGSUMEXP, COL_POSITION, COL_ROW, COL_TOPK_INDICES, COL_TOPK_LOGITS, type ShardColumns,
+  COL_INPUT, COL_LABEL, COL_LOGITS, COL_LOGSUMEXP, COL_POSITION, COL_ROW, COL_SAMPLE_COUNTS, COL_SAMPLE_INDICES, COL_SAMPLE_LOGITS,
+  COL_TOPK_INDICES, COL_TOPK_LOGITS, type ShardColumns,
 } from './format.js';
 
 const NOT_A_SHARD = 'it is not a kdcache shard or it is damaged: regenerate it with precompute-logits';
@@ -32,9 +33,11 @@ export function columnsFromTable(table: arrow.Table, file: string): ShardColumns
   const positionData = column(COL_POSITION, false);
   const position = positionData && toInt32(integers(positionData.chunks, COL_POSITION, fail), fail, COL_POSITION);
 
-  // A top-k shard has no dense logits column; its values live in topk_logits.
-  const sparse = table.getChild(COL_TOPK_INDICES) !== null;
-  const valuesName = sparse ? COL_TOPK_LOGITS : COL_LOGITS;
+  // Top-k and sampled shards have no dense logits column; their values live in topk_/sample_logits.
+  const sampled = table.getChild(COL_SAMPLE_INDICES) !== null;
+  const sparse = sampled || table.getChild(COL_TOPK_INDICES) !== null;
+  const indicesName = sampled ? COL_SAMPLE_INDICES : COL_TOPK_INDICES;
+  const valuesName = sampled ? COL_SAMPLE_LOGITS : sparse ? COL_TOPK_LOGITS : COL_LOGITS;
   const logits = flattenList(column(valuesName, true)!, valuesName, fail);
   let logitsValues: Float32Array | Uint16Array;
   let logitsDtype: 'float32' | 'float16';
@@ -50,10 +53,8 @@ export function columnsFromTable(table: arrow.Table, file: string): ShardColumns
   }
   const cols: ShardColumns = { rows, row, logits: logitsValues, logitsWidth: logits.width, logitsDtype };
   if (sparse) {
-    const idx = flattenList(column(COL_TOPK_INDICES, true)!, COL_TOPK_INDICES, fail);
-    if (idx.width !== logits.width) fail(`column "${COL_TOPK_INDICES}" has ${idx.width} classes per row, "${COL_TOPK_LOGITS}" ${logits.width}`);
-    if (!['int32', 'int64', 'int16', 'uint16', 'uint8', 'int8'].includes(idx.dtype)) fail(`column "${COL_TOPK_INDICES}" holds ${idx.dtype} values, expected int32`);
-    cols.topkIndices = idx.values instanceof Int32Array ? idx.values : Int32Array.from(idx.values as ArrayLike<number>, Number);
+    cols.topkIndices = intList(column(indicesName, true)!, indicesName, logits.width, valuesName, fail);
+    if (sampled) cols.sampleCounts = intList(column(COL_SAMPLE_COUNTS, true)!, COL_SAMPLE_COUNTS, logits.width, valuesName, fail);
     cols.logsumexp = floats(column(COL_LOGSUMEXP, true)!.chunks, fail);
   }
   if (position) cols.position = position;
@@ -113,6 +114,14 @@ function toBigInt64(parts: TypedArray[]): BigInt64Array {
     at += p.length;
   }
   return out;
+}
+
+/** A list of integers per row with `width` items, as one Int32Array. */
+function intList(col: Column, name: string, width: number, valuesName: string, fail: Fail): Int32Array {
+  const list = flattenList(col, name, fail);
+  if (list.width !== width) fail(`column "${name}" has ${list.width} items per row, "${valuesName}" ${width}`);
+  if (!['int32', 'int64', 'int16', 'uint16', 'uint8', 'int8'].includes(list.dtype)) fail(`column "${name}" holds ${list.dtype} values, expected int32`);
+  return list.values instanceof Int32Array ? list.values : Int32Array.from(list.values as ArrayLike<number>, Number);
 }
 
 /** A float column (float32, or float64 from other writers) as one Float32Array. */

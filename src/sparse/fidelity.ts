@@ -37,10 +37,11 @@ export class FidelityAccumulator {
   /**
    * One row: `full` is the row as the teacher gave it (after probability -> log conversion),
    * `exactLse` its log-sum-exp in float64, `idx` the stored classes, `stored` their values as
-   * stored and `lse` the log-sum-exp as stored (float32).
+   * stored and `lse` the log-sum-exp as stored (float32). `k` classes are stored in this row
+   * (fewer than the slots for sampled rows).
    */
-  add(full: ArrayLike<number>, offset: number, exactLse: number, idx: Int32Array, stored: ArrayLike<number>, kOffset: number, lse: number, sampleKl: boolean): void {
-    const { classes: c, k, temperature: t } = this;
+  add(full: ArrayLike<number>, offset: number, exactLse: number, idx: Int32Array, stored: ArrayLike<number>, kOffset: number, lse: number, sampleKl: boolean, k = this.k): void {
+    const { classes: c, temperature: t } = this;
     if (!Number.isFinite(exactLse)) return;
     const lseT = rowLogSumExp(full, offset, c, t);
     let m = 0;
@@ -57,14 +58,14 @@ export class FidelityAccumulator {
     if (mt < this.massTMin) this.massTMin = mt;
     if (!sampleKl) return;
     this.klRows++;
-    const kl = this.rowKl(full, offset, idx, stored, kOffset, lse, exactLse, 1, exactLse);
+    const kl = this.rowKl(full, offset, idx, stored, kOffset, k, lse, exactLse, 1, exactLse);
     this.kl += kl;
-    this.klT += this.rowKl(full, offset, idx, stored, kOffset, lse, exactLse, t, lseT);
+    this.klT += this.rowKl(full, offset, idx, stored, kOffset, k, lse, exactLse, t, lseT);
   }
 
   /** KL(softmax(z/T) || softmax(log p^ / T)) for one row. */
-  private rowKl(full: ArrayLike<number>, offset: number, idx: Int32Array, stored: ArrayLike<number>, kOffset: number, lse: number, exactLse: number, t: number, lseT: number): number {
-    const { classes: c, k } = this;
+  private rowKl(full: ArrayLike<number>, offset: number, idx: Int32Array, stored: ArrayLike<number>, kOffset: number, k: number, lse: number, exactLse: number, t: number, lseT: number): number {
+    const c = this.classes;
     if (this.scratch.length < c) this.scratch = new Float64Array(c);
     const logHat = this.scratch;
     const lp = new Float64Array(k);

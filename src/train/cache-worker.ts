@@ -27,6 +27,8 @@ export interface WorkerSourceOptions {
   labels: Int32Array | null;
   /** top-k caches: see CacheSourceOptions.tail */
   tail?: TailMode;
+  /** sampled caches: see CacheSourceOptions.temperature */
+  temperature?: number;
 }
 
 interface Init extends WorkerSourceOptions {
@@ -117,7 +119,7 @@ async function serve(init: Init): Promise<void> {
   }
   const { openDataset } = await import('../data/open.js');
   const dataset = init.dataset ? await openDataset(init.dataset.file, init.dataset.inputColumn ? { inputColumn: init.dataset.inputColumn } : {}) : null;
-  const source = cacheSource({ cacheDir: init.cacheDir, manifest: init.manifest, transform: init.transform, dataset, labels: init.labels, tail: init.tail });
+  const source = cacheSource({ cacheDir: init.cacheDir, manifest: init.manifest, transform: init.transform, dataset, labels: init.labels, tail: init.tail, temperature: init.temperature });
   const spare: Float32Array[] = [];
   port.on('message', async (msg: { id: number; index: number } | { recycle: Float32Array }) => {
     if ('recycle' in msg) {

@@ -15,7 +15,7 @@ import { type DType, type TypedArray, halfToFloat, product } from '../util/dtype
 import { UserError, describeFsError } from '../util/errors.js';
 import { halvesToFloats } from '../util/half.js';
 import { ExampleTable } from './examples.js';
-import { type TailMode, denseTeacherRows } from './sparse-targets.js';
+import { type TailMode, denseTeacherRows, sampledTeacherRows } from './sparse-targets.js';
 import type { ChunkSource } from './stream.js';
 import type { InputLayout } from './students.js';
 
@@ -91,6 +91,8 @@ export interface CacheSourceOptions {
   labels: Int32Array | null;
   /** top-k caches: how the unstored classes become part of the teacher rows (default 'bucket') */
   tail?: TailMode;
+  /** sampled caches: the training temperature (the rows depend on it) */
+  temperature?: number;
 }
 
 /** Shards as chunks: chunk i is shard i. `load` may be given a spent chunk's input array to fill. */
@@ -111,14 +113,15 @@ export function cacheSource(opts: CacheSourceOptions): ChunkSource & { load(inde
       const cols = await readShardFile(opts.cacheDir, rec, manifest.storage.format, { expectConfigId: manifest.config_id });
       const where = `${path.join(opts.cacheDir, rec.file)}`;
       if (cols.rows !== rec.rows) throw new UserError(`${where}: holds ${cols.rows} rows, the manifest records ${rec.rows}; ${REGENERATE}`);
-      const stored = manifest.storage.kind === 'topk' ? manifest.storage.k! : k;
-      if (cols.logitsWidth !== stored || Boolean(cols.topkIndices) !== (manifest.storage.kind === 'topk')) {
-        throw new UserError(`${where}: logits have ${cols.logitsWidth} values per row, the manifest records ${stored}${manifest.storage.kind === 'topk' ? ' (top-k)' : ''}; ${REGENERATE}`);
+      const kind = manifest.storage.kind;
+      const stored = kind !== undefined ? manifest.storage.k! : k;
+      if (cols.logitsWidth !== stored || Boolean(cols.topkIndices) !== (kind !== undefined) || Boolean(cols.sampleCounts) !== (kind === 'sample')) {
+        throw new UserError(`${where}: logits have ${cols.logitsWidth} values per row, the manifest records ${stored}${kind ? ` (${kind})` : ''}; ${REGENERATE}`);
       }
       const rows = rowIndices(cols, manifest.dataset.count, where);
       const raw = opts.dataset ? await readDatasetRows(opts.dataset, rows) : shardInputs(cols, manifest, where);
       const x = transformInputs(raw, manifest.dataset.dtype, cols.rows, opts.transform, into);
-      const t = teacherRows(cols, k, opts.tail ?? 'bucket');
+      const t = teacherRows(cols, k, opts.tail ?? 'bucket', opts.temperature ?? 1, manifest.storage.sample_temperature ?? 1);
       const y = new Int32Array(cols.rows).fill(-1);
       if (cols.label) y.set(cols.label);
       else if (opts.labels) for (let i = 0; i < cols.rows; i++) y[i] = opts.labels[rows[i]];
@@ -130,11 +133,12 @@ export function cacheSource(opts: CacheSourceOptions): ChunkSource & { load(inde
 }
 
 /** The teacher rows of a shard as dense float32 logits (top-k shards: see sparse-targets.ts). */
-function teacherRows(cols: ShardColumns, classes: number, tail: TailMode): Float32Array {
+function teacherRows(cols: ShardColumns, classes: number, tail: TailMode, temperature: number, sampleTemperature: number): Float32Array {
   if (cols.topkIndices) {
-    return denseTeacherRows({
-      rows: cols.rows, k: cols.logitsWidth, indices: cols.topkIndices, values: cols.logits, dtype: cols.logitsDtype, logsumexp: cols.logsumexp!,
-    }, classes, tail);
+    const rows = { rows: cols.rows, k: cols.logitsWidth, indices: cols.topkIndices, values: cols.logits, dtype: cols.logitsDtype, logsumexp: cols.logsumexp! };
+    return cols.sampleCounts
+      ? sampledTeacherRows({ ...rows, counts: cols.sampleCounts }, classes, temperature, sampleTemperature)
+      : denseTeacherRows(rows, classes, tail);
   }
   return cols.logitsDtype === 'float16' ? halvesToFloats(cols.logits as Uint16Array) : (cols.logits as Float32Array);
 }

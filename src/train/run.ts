@@ -93,8 +93,9 @@ export async function trainStudent(input: TrainOptions): Promise<TrainSummary> {
   const classes = manifest.output.width;
   const sparse = manifest.storage.kind === 'topk';
   const loss: LossParams = { alpha: opts.alpha, temperature: opts.temperature, kind: opts.loss, ...(sparse ? { tail: opts.tail } : {}) };
-  if (sparse && opts.loss === 'mse' && opts.alpha > 0) {
-    throw new UserError(`--loss mse: the cache keeps only the top ${manifest.storage.k} logits per row, and logit matching needs all of them; use --loss kd (with --tail) or a dense cache`);
+  if (manifest.storage.kind !== undefined && opts.loss === 'mse' && opts.alpha > 0) {
+    const kept = sparse ? `only the top ${manifest.storage.k} logits` : `only ${manifest.storage.samples} sampled classes`;
+    throw new UserError(`--loss mse: the cache keeps ${kept} per row, and logit matching needs all of them; use --loss kd or a dense cache`);
   }
 
   const spec = parseStudentSpec(opts.student);
@@ -118,7 +119,7 @@ export async function trainStudent(input: TrainOptions): Promise<TrainSummary> {
     const transform: InputTransform = { pre: manifest.preprocessing, layout: student.input.layout };
     // Shards are decoded on a worker thread so that decoding overlaps training.
     train = workerCacheSource({
-      cacheDir: opts.logits, manifest, transform, labels: binding.labels, tail: opts.tail,
+      cacheDir: opts.logits, manifest, transform, labels: binding.labels, tail: opts.tail, temperature: opts.temperature,
       dataset: binding.dataset ? { file: binding.dataset.files[0], inputColumn: binding.dataset.inputColumn } : null,
     });
 
@@ -157,6 +158,9 @@ export async function trainStudent(input: TrainOptions): Promise<TrainSummary> {
 
     // Said only once every check has passed: an error stays the single line of output.
     log(backend.message);
+    if (manifest.storage.kind === 'sample' && manifest.storage.sample_temperature !== opts.temperature && opts.alpha > 0) {
+      log(`notice: the cache's classes were drawn at T=${manifest.storage.sample_temperature}; at --temperature ${opts.temperature} the draws are reweighted (consistent, but biased for few draws)`);
+    }
     if (nonfiniteSkipped > 0) log(`notice: ${nonfiniteSkipped} cached rows have NaN/Inf teacher logits (precompute-logits reported them); they are left out of training`);
     const result = await trainLoop({
       opts, ctx, train, val, heldOut, monitor, run, ckpt: ckpt?.state ?? null, log,

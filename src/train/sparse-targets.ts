@@ -67,6 +67,34 @@ export function denseTeacherRows(s: SparseRows, classes: number, mode: TailMode,
 }
 
 /**
+ * Dense teacher rows of a sampled cache (sparse/sample.ts) for training at temperature T. Drawn
+ * class j (count c_j, logit z_j, drawn at temperature Ts) gets a_j = T log c_j + z_j (1 - T/Ts),
+ * the others ABSENT_LOGIT, so that the loss's softmax(a / T) is
+ *
+ *   q_j ∝ c_j · exp(z_j (1/T - 1/Ts))
+ *
+ * At T = Ts that is counts / N: an unbiased estimate of the teacher's tempered distribution, so the
+ * soft term's gradient is, in expectation over the draws, the dense one. At another T the counts
+ * are reweighted by importance weights p_T / p_Ts, normalised over the drawn classes: consistent,
+ * but biased for few draws (train at the temperature the cache was sampled at).
+ */
+export function sampledTeacherRows(s: SparseRows & { counts: Int32Array }, classes: number, temperature: number, sampleTemperature: number, out: Float32Array = new Float32Array(s.rows * classes)): Float32Array {
+  const { k, indices, counts } = s;
+  const values = s.dtype === 'float16' ? halvesToFloats(s.values as Uint16Array) : (s.values as Float32Array);
+  const tilt = 1 - temperature / sampleTemperature;
+  for (let r = 0; r < s.rows; r++) {
+    const base = r * classes;
+    if (!Number.isFinite(s.logsumexp[r])) {
+      out.fill(NaN, base, base + classes);
+      continue;
+    }
+    out.fill(ABSENT_LOGIT, base, base + classes);
+    for (let i = r * k; i < (r + 1) * k && counts[i] > 0; i++) out[base + indices[i]] = temperature * Math.log(counts[i]) + (tilt === 0 ? 0 : values[i] * tilt);
+  }
+  return out;
+}
+
+/**
  * Reference (float64) bucket soft term of one example: T^2 KL(P || Q) over stored classes + tail,
  * and its gradient with respect to the student logits, T (q_j - target_j), where target_j = P_j on
  * stored classes and P_tail * q_j / Q_tail on the others. `teacher` is a dense row as built above.

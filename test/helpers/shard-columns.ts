@@ -85,7 +85,7 @@ export function assertColumnsEqual(actual: ShardColumns, expected: ShardColumns)
   assert.ok(bytesOf(actual.logits).equals(bytesOf(expected.logits)), 'logits differ');
   assert.equal(Boolean(actual.label), Boolean(expected.label), 'label column presence');
   if (expected.label) assert.ok(bytesOf(actual.label!).equals(bytesOf(expected.label)), 'labels differ');
-  for (const key of ['position', 'topkIndices', 'logsumexp'] as const) {
+  for (const key of ['position', 'topkIndices', 'sampleCounts', 'logsumexp'] as const) {
     assert.equal(Boolean(actual[key]), Boolean(expected[key]), `${key} column presence`);
     if (expected[key]) assert.ok(bytesOf(actual[key]!).equals(bytesOf(expected[key]!)), `${key} differs`);
   }
