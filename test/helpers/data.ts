@@ -5,6 +5,7 @@ import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { gzipSync } from 'node:zlib';
 import { encodeNpy } from '../../src/data/npy.js';
+import { Rng } from '../../src/train/rng.js';
 import type { DType, TypedArray } from '../../src/util/dtype.js';
 import { record } from './reliability.js';
 
@@ -34,16 +35,8 @@ export function writeIdxU8(file: string, data: Uint8Array, shape: number[], gzip
 
 /** Deterministic pseudo-random floats in [-2, 2). */
 export function randomFloats(n: number, seed = 1): Float32Array {
-  const out = new Float32Array(n);
-  let s = seed >>> 0;
-  for (let i = 0; i < n; i++) {
-    s = (s + 0x6d2b79f5) >>> 0;
-    let t = s;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    out[i] = (((t ^ (t >>> 14)) >>> 0) / 4294967296) * 4 - 2;
-  }
-  return out;
+  const r = new Rng(seed);
+  return Float32Array.from({ length: n }, () => r.next() * 4 - 2);
 }
 
 export function tempDir(prefix = 'kdcache-test-'): string {

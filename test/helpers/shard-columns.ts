@@ -1,18 +1,13 @@
 /** Deterministic ShardColumns for tests, and exact comparison of two of them. */
 import assert from 'node:assert/strict';
 import type { ShardColumns } from '../../src/shards/format.js';
+import { Rng } from '../../src/train/rng.js';
 import { allocTyped, type DType, type TypedArray } from '../../src/util/dtype.js';
 
-/** mulberry32: small, fast, seedable; tests must be reproducible. */
+/** The project's seeded PRNG as a function: tests must be reproducible. */
 export function rng(seed: number): () => number {
-  let s = seed >>> 0;
-  return () => {
-    s = (s + 0x6d2b79f5) >>> 0;
-    let t = s;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
+  const r = new Rng(seed);
+  return () => r.next();
 }
 
 export interface RandomColumnsOptions {
