@@ -82,6 +82,7 @@ export function assertOneLineError(r: CliResult, pattern: RegExp, label?: string
   const msg = lines.join('\n');
   if (r.code === 0 || r.code === null) throw new Error(`expected a non-zero exit, got ${r.code}; stderr: ${r.stderr}`);
   if (lines.length !== 1 || !lines[0].startsWith('error: ')) throw new Error(`expected one "error:" line, got:\n${r.stderr}`);
+  if (lines[0].startsWith('error: internal error:')) throw new Error(`an internal error is a bug, not a user error: ${lines[0]}`);
   if (/\n\s+at /.test(r.stderr)) throw new Error(`stack trace printed:\n${r.stderr}`);
   if (!pattern.test(msg)) throw new Error(`error ${JSON.stringify(msg)} does not match ${pattern}`);
   if (r.command) record('catalogue', { label: label ?? null, input: scrub(r.command), error: scrub(msg) });
