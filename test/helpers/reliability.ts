@@ -6,6 +6,7 @@ import type { ChildProcess } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
+import { Rng } from '../../src/train/rng.js';
 
 /** KDCACHE_SOAK=1: the same tests with bigger counts (bench/reliability.ts sets it). */
 export const SOAK = process.env.KDCACHE_SOAK === '1';
@@ -89,14 +90,8 @@ export function sha256(file: string): string {
   return createHash('sha256').update(fs.readFileSync(file)).digest('hex');
 }
 
-/** mulberry32 with a fixed seed: kill moments and mutations are reproducible from the seed. */
+/** Kill moments and mutations come from a fixed seed, so a failure reproduces. */
 export function seeded(seed: number): () => number {
-  let s = seed >>> 0;
-  return () => {
-    s = (s + 0x6d2b79f5) >>> 0;
-    let t = s;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
+  const r = new Rng(seed);
+  return () => r.next();
 }
