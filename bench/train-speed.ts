@@ -28,6 +28,8 @@ export interface SpeedResult {
   batch: number;
   steps: number;
   examples_per_second: number;
+  /** examples per second of this process's CPU time (all threads): load-independent with one thread */
+  examples_per_cpu_second: number;
   median_ms_per_step: number;
   /** ms per step in the top kernels, measured in a separate pass (wrapping kernels costs a little) */
   profile?: { ms_per_step: number; in_kernels_ms_per_step: number; top: ReturnType<typeof topKernels> };
@@ -53,6 +55,7 @@ export async function measureTraining(backend: BackendChoice, model: ModelName, 
   const metrics = new MetricsAccumulator();
   for (let i = 0; i < m.warmup; i++) trainStep(ctx, batches[i % 8], metrics);
   const times: number[] = [];
+  const cpu0 = process.cpuUsage();
   const start = performance.now();
   let steps = 0;
   while (performance.now() - start < seconds * 1000) {
@@ -62,10 +65,13 @@ export async function measureTraining(backend: BackendChoice, model: ModelName, 
     steps++;
   }
   const total = (performance.now() - start) / 1000;
+  const cpu = process.cpuUsage(cpu0);
   times.sort((a, b) => a - b);
   const result: SpeedResult = {
     backend: info.name, message: info.message, model, batch: m.batch, steps,
-    examples_per_second: Math.round((steps * m.batch) / total), median_ms_per_step: Math.round(times[times.length >> 1] * 100) / 100,
+    examples_per_second: Math.round((steps * m.batch) / total),
+    examples_per_cpu_second: Math.round((steps * m.batch) / ((cpu.user + cpu.system) / 1e6)),
+    median_ms_per_step: Math.round(times[times.length >> 1] * 100) / 100,
   };
   if (withProfile) {
     const prof = profileKernels(info.tfBackend);
