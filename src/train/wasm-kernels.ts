@@ -14,7 +14,9 @@
  * In 'wasm' and 'native', also: Identity and same-dtype Cast share the input's memory instead of
  * copying it (as the cpu backend does); Sum over leading axes (bias gradients) is a pass of column
  * sums instead of a transpose + reduction (kernels/reduce.ts); MaxPoolGrad scans each window once
- * (kernels/pool.ts; the shipped kernel re-scans windows per input element).
+ * (kernels/pool.ts; the shipped kernel re-scans windows per input element); Conv2DBackpropInput is
+ * one plain matrix product dCol = dY * W^T on wasm and a col2im pass (the shipped kernel is a
+ * direct loop several times slower).
  *
  * 'native' also registers relu's gradient as one kernel (kernels/relu-grad.ts) and the fused Adam update (kernels/adam.ts, native code); pure wasm keeps
  * tfjs's Adam, whose SIMD elementwise ops are as fast as a JS loop over the heap.
@@ -65,6 +67,8 @@ export function configureWasmKernels(set: WasmKernelSet, native?: NativeAddon): 
     pure.Identity = shareIdentity(shipped.Identity!);
     pure.Cast = shareCast(shipped.Cast!);
     pure.MaxPoolGrad = maxPoolGradKernel;
+    const shippedInput = shipped.Conv2DBackpropInput!;
+    pure.Conv2DBackpropInput = (args) => conv2DBackpropInput(args, shippedInput, batchMatMul, transpose);
   }
   if (set !== 'stock') pure.Sum = leadingAxesSum(shipped.Sum!);
   const kernels = set === 'native' && native ? { ...pure, ...nativeKernels(native, pure) } : pure;
@@ -139,20 +143,28 @@ function conv2DBackpropFilter(args: KernelArgs, batchMatMul: KernelFn): TensorIn
     // Views only after an allocation: heap growth detaches older views.
     const p = backend.typedArrayFromHeap(patches);
     const xs = backend.typedArrayFromHeap(x);
+    // Tiles of output positions: the tile's input pixels (all channels) stay in cache while each
+    // channel's row segment of P^T is written contiguously.
+    const TILE = 64;
+    const src = new Int32Array(TILE);
     for (let kh = 0; kh < fh; kh++) {
       for (let kw = 0; kw < fw; kw++) {
-        for (let c = 0; c < ci; c++) {
-          const rowBase = ((kh * fw + kw) * ci + c) * m;
-          let col = 0;
-          for (let b = 0; b < nb; b++) {
-            const xb = b * ih * iw * ci;
-            for (let y = 0; y < oh; y++) {
-              const iy = y * sh + kh - top;
-              const inside = iy >= 0 && iy < ih;
-              for (let xo = 0; xo < ow; xo++, col++) {
-                const ix = xo * sw + kw - left;
-                p[rowBase + col] = inside && ix >= 0 && ix < iw ? xs[xb + (iy * iw + ix) * ci + c] : 0;
-              }
+        const rowBase = (kh * fw + kw) * ci * m;
+        for (let t0 = 0; t0 < m; t0 += TILE) {
+          const t1 = Math.min(m, t0 + TILE);
+          for (let col = t0; col < t1; col++) {
+            const xo = col % ow;
+            const y = ((col - xo) / ow) % oh;
+            const b = (col - xo - y * ow) / (ow * oh);
+            const iy = y * sh + kh - top;
+            const ix = xo * sw + kw - left;
+            src[col - t0] = iy >= 0 && iy < ih && ix >= 0 && ix < iw ? ((b * ih + iy) * iw + ix) * ci : -1;
+          }
+          for (let c = 0; c < ci; c++) {
+            const row = rowBase + c * m;
+            for (let col = t0; col < t1; col++) {
+              const at = src[col - t0];
+              p[row + col] = at >= 0 ? xs[at + c] : 0;
             }
           }
         }
@@ -239,3 +251,54 @@ const maxPoolGradKernel: KernelFn = (args) => {
   maxPoolBackprop(d, heap, offsetOf(backend, x), heap, offsetOf(backend, dy), heap, offsetOf(backend, out));
   return out;
 };
+
+/**
+ * dL/dx of a convolution: dCol[m, r] = dY[m, co] * W^T[co, r] with m = (b, oh, ow) and r = (kh, kw, ci),
+ * then every patch row added back where it came from (col2im).
+ */
+function conv2DBackpropInput(args: KernelArgs, original: KernelFn, batchMatMul: KernelFn, transpose: KernelFn): TensorInfo {
+  const { inputs, backend, attrs } = args;
+  const dy = inputs.dy!;
+  const filter = inputs.filter!;
+  const inputShape = (attrs.inputShape as number[]).slice();
+  const d = dy.dtype === 'float32' && filter.dtype === 'float32' ? convDims(inputShape, filter.shape, { ...(attrs as unknown as ConvAttrs), dilations: 1 }, false) : null;
+  if (!d || d.some((v, i) => i < 13 && v <= 0)) return original(args);
+  const [nb, ih, iw, ci, oh, ow, co, kh, kw, sh, sw, , , pt, pl] = d;
+  const k = kh * kw * ci;
+  const m = nb * oh * ow;
+  // W^T as a tensor of its own: the product caches its right-hand side by tensor id.
+  const wT = transpose({ inputs: { x: { dataId: filter.dataId, shape: [k, co], dtype: 'float32' } }, backend, attrs: { perm: [1, 0] } });
+  let col: TensorInfo | null = null;
+  try {
+    col = batchMatMul({ inputs: { a: { dataId: dy.dataId, shape: [1, m, co], dtype: 'float32' }, b: { ...wT, shape: [1, co, k] } }, backend, attrs: { transposeA: false, transposeB: false } });
+    const out = backend.makeOutput(inputShape, 'float32');
+    const heap = heapF32(backend);
+    const c0 = offsetOf(backend, col);
+    const x0 = offsetOf(backend, out);
+    heap.fill(0, x0, x0 + nb * ih * iw * ci);
+    for (let b = 0; b < nb; b++) {
+      for (let y = 0; y < oh; y++) {
+        for (let xo = 0; xo < ow; xo++) {
+          let src = c0 + ((b * oh + y) * ow + xo) * k;
+          for (let fy = 0; fy < kh; fy++) {
+            const iy = y * sh + fy - pt;
+            if (iy < 0 || iy >= ih) {
+              src += kw * ci;
+              continue;
+            }
+            for (let fx = 0; fx < kw; fx++, src += ci) {
+              const ix = xo * sw + fx - pl;
+              if (ix < 0 || ix >= iw) continue;
+              const dst = x0 + ((b * ih + iy) * iw + ix) * ci;
+              for (let c = 0; c < ci; c++) heap[dst + c] += heap[src + c];
+            }
+          }
+        }
+      }
+    }
+    return out;
+  } finally {
+    backend.disposeData(wT.dataId);
+    if (col) backend.disposeData(col.dataId);
+  }
+}
