@@ -165,6 +165,63 @@ void ParallelFor(int64_t n, int64_t min_per_part, F&& body) {
   g_pool.Run(parts, fn);
 }
 
+// ---- vector loops -----------------------------------------------------------------------------
+// Compiled for AVX-512, AVX2 and baseline x86-64, picked at load time (GCC function multiversioning),
+// so one build runs anywhere and uses what the CPU has. No fused multiply-adds (-ffp-contract=off)
+// and IEEE division and square root: results are the same on every path, and the same as tfjs's.
+
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
+#define KD_SIMD __attribute__((target_clones("avx512f", "avx2", "default")))
+#else
+#define KD_SIMD
+#endif
+
+KD_SIMD void AddRows(const float* __restrict__ x, const float* __restrict__ b, float* __restrict__ y, int64_t n) {
+  for (int64_t j = 0; j < n; j++) y[j] = x[j] + b[j];
+}
+KD_SIMD void MulRows(const float* __restrict__ x, const float* __restrict__ b, float* __restrict__ y, int64_t n) {
+  for (int64_t j = 0; j < n; j++) y[j] = x[j] * b[j];
+}
+KD_SIMD void SubRows(const float* __restrict__ x, const float* __restrict__ b, float* __restrict__ y, int64_t n) {
+  for (int64_t j = 0; j < n; j++) y[j] = x[j] - b[j];
+}
+KD_SIMD void ReluRows(const float* __restrict__ x, float* __restrict__ y, int64_t n) {
+  for (int64_t i = 0; i < n; i++) y[i] = x[i] < 0.f ? 0.f : x[i];
+}
+KD_SIMD void StepRows(const float* __restrict__ x, float* __restrict__ y, int64_t n, float alpha) {
+  for (int64_t i = 0; i < n; i++) y[i] = x[i] != x[i] ? x[i] : x[i] > 0.f ? 1.f : alpha;
+}
+// dy * step(x): the mask is exactly what step(x) gives (NaN where x is NaN).
+KD_SIMD void ReluGradRows(const float* __restrict__ x, const float* __restrict__ dy, float* __restrict__ y, int64_t n) {
+  for (int64_t i = 0; i < n; i++) {
+    const float mask = x[i] != x[i] ? x[i] : x[i] > 0.f ? 1.f : 0.f;
+    y[i] = dy[i] * mask;
+  }
+}
+KD_SIMD void Accumulate(float* __restrict__ d, const float* __restrict__ s, int64_t n) {
+  for (int64_t i = 0; i < n; i++) d[i] += s[i];
+}
+KD_SIMD void AccumulateDouble(double* __restrict__ acc, const float* __restrict__ x, int64_t n) {
+  for (int64_t j = 0; j < n; j++) acc[j] += x[j];
+}
+// out = max(out, p) with tfjs's rule: a value replaces the running maximum only when strictly greater.
+KD_SIMD void MaxInto(float* __restrict__ out, const float* __restrict__ p, int64_t n) {
+  for (int64_t i = 0; i < n; i++) out[i] = p[i] > out[i] ? p[i] : out[i];
+}
+KD_SIMD void AdamRows(const float* __restrict__ w, const float* __restrict__ m, const float* __restrict__ v, const float* __restrict__ g,
+                      float* __restrict__ wo, float* __restrict__ mo, float* __restrict__ vo, int64_t n,
+                      float b1, float c1, float b2, float c2, float d1, float d2, float eps, float lr) {
+  for (int64_t i = 0; i < n; i++) {
+    const float gi = g[i];
+    const float m1 = m[i] * b1 + gi * c1;
+    const float v1 = v[i] * b2 + (gi * gi) * c2;
+    const float step = ((m1 / d1) / (std::sqrt(v1 / d2) + eps)) * lr;
+    wo[i] = step + w[i];
+    mo[i] = m1;
+    vo[i] = v1;
+  }
+}
+
 void Sgemm(bool ta, bool tb, int m, int n, int k, float alpha, const float* a, int lda, const float* b, int ldb, float beta, float* c, int ldc) {
   if (m <= 0 || n <= 0) return;
   if (k <= 0) {
@@ -257,17 +314,13 @@ void Col2imRows(const Conv& c, const float* col, float* dx, int64_t r0, int64_t 
       if (c.dil_w == 1) {
         int64_t a, e;
         InsideColumns(c, iw0, &a, &e);
-        float* d = xrow + (iw0 + a) * c.in_c;
-        const float* s = src + a * c.in_c;
-        for (int64_t i = 0, n = (e - a) * c.in_c; i < n; i++) d[i] += s[i];
+        Accumulate(xrow + (iw0 + a) * c.in_c, src + a * c.in_c, (e - a) * c.in_c);
         continue;
       }
       for (int64_t kw = 0; kw < c.k_w; kw++) {
         const int64_t iw = iw0 + kw * c.dil_w;
         if (iw < 0 || iw >= c.in_w) continue;
-        float* d = xrow + iw * c.in_c;
-        const float* s = src + kw * c.in_c;
-        for (int64_t ci = 0; ci < c.in_c; ci++) d[ci] += s[ci];
+        Accumulate(xrow + iw * c.in_c, src + kw * c.in_c, c.in_c);
       }
     }
   }
@@ -502,8 +555,7 @@ void MaxPoolForward(const int32_t* d, const float* x, float* y) {
           for (int64_t fx = 0; fx < fw; fx += dw) {
             const int64_t ix = xo * sw - pl + fx;
             if (ix < 0 || ix >= iw) continue;
-            const float* p = xb + (iy * iw + ix) * c;
-            for (int64_t ch = 0; ch < c; ch++) out[ch] = p[ch] > out[ch] ? p[ch] : out[ch];
+            MaxInto(out, xb + (iy * iw + ix) * c, c);
           }
         }
       }
@@ -767,10 +819,7 @@ napi_value JsColumnSums(napi_env env, napi_callback_info info) {
     int64_t lo, hi;
     Range(rows, part, count, &lo, &hi);
     double* acc = partial.data() + static_cast<int64_t>(part) * cols;
-    for (int64_t i = lo; i < hi; i++) {
-      const float* x = X + i * cols;
-      for (int64_t j = 0; j < cols; j++) acc[j] += x[j];
-    }
+    for (int64_t i = lo; i < hi; i++) AccumulateDouble(acc, X + i * cols, cols);
   };
   g_pool.Run(parts, fn);
   for (int64_t j = 0; j < cols; j++) {
@@ -813,15 +862,7 @@ napi_value JsAdam(napi_env env, napi_callback_info info) {
   const float *w = heap + off[0], *m = heap + off[1], *v = heap + off[2], *g = heap + off[3];
   float *wo = heap + off[4], *mo = heap + off[5], *vo = heap + off[6];
   ParallelFor(n, 32768, [&](int64_t lo, int64_t hi) {
-    for (int64_t i = lo; i < hi; i++) {
-      const float gi = g[i];
-      const float m1 = m[i] * b1 + gi * c1;
-      const float v1 = v[i] * b2 + (gi * gi) * c2;
-      const float step = ((m1 / d1) / (std::sqrt(v1 / d2) + eps)) * lr;
-      wo[i] = step + w[i];
-      mo[i] = m1;
-      vo[i] = v1;
-    }
+    AdamRows(w + lo, m + lo, v + lo, g + lo, wo + lo, mo + lo, vo + lo, hi - lo, b1, c1, b2, c2, d1, d2, eps, lr);
   });
   return Undefined(env);
 }
@@ -853,24 +894,16 @@ napi_value JsElementwise(napi_env env, napi_callback_info info) {
         for (int64_t i = lo; i < hi;) {
           const int64_t j0 = i % bn;
           const int64_t len = std::min(hi - i, bn - j0);
-          const float* x = X + i;
-          const float* b = B + j0;
-          float* y = Y + i;
-          if (op == 0) for (int64_t j = 0; j < len; j++) y[j] = x[j] + b[j];
-          else if (op == 1) for (int64_t j = 0; j < len; j++) y[j] = x[j] * b[j];
-          else for (int64_t j = 0; j < len; j++) y[j] = x[j] - b[j];
+          if (op == 0) AddRows(X + i, B + j0, Y + i, len);
+          else if (op == 1) MulRows(X + i, B + j0, Y + i, len);
+          else SubRows(X + i, B + j0, Y + i, len);
           i += len;
         }
         break;
       }
-      case 3: for (int64_t i = lo; i < hi; i++) Y[i] = X[i] < 0.f ? 0.f : X[i]; break;
-      case 4: for (int64_t i = lo; i < hi; i++) Y[i] = X[i] != X[i] ? X[i] : X[i] > 0.f ? 1.f : al; break;
-      case 5:
-        for (int64_t i = lo; i < hi; i++) {
-          const float mask = X[i] != X[i] ? X[i] : X[i] > 0.f ? 1.f : 0.f;
-          Y[i] = B[i] * mask;
-        }
-        break;
+      case 3: ReluRows(X + lo, Y + lo, hi - lo); break;
+      case 4: StepRows(X + lo, Y + lo, hi - lo, al); break;
+      case 5: ReluGradRows(X + lo, B + lo, Y + lo, hi - lo); break;
     }
   });
   return Undefined(env);
