@@ -208,6 +208,14 @@ KD_SIMD void AccumulateDouble(double* __restrict__ acc, const float* __restrict_
 KD_SIMD void MaxInto(float* __restrict__ out, const float* __restrict__ p, int64_t n) {
   for (int64_t i = 0; i < n; i++) out[i] = p[i] > out[i] ? p[i] : out[i];
 }
+// The running maximum and where it is, per channel (same rule: strictly greater replaces).
+KD_SIMD void MaxArgInto(float* __restrict__ best, int32_t* __restrict__ at, const float* __restrict__ p, int32_t base, int64_t n) {
+  for (int64_t i = 0; i < n; i++) {
+    const bool gt = p[i] > best[i];
+    best[i] = gt ? p[i] : best[i];
+    at[i] = gt ? base + static_cast<int32_t>(i) : at[i];
+  }
+}
 KD_SIMD void AdamRows(const float* __restrict__ w, const float* __restrict__ m, const float* __restrict__ v, const float* __restrict__ g,
                       float* __restrict__ wo, float* __restrict__ mo, float* __restrict__ vo, int64_t n,
                       float b1, float c1, float b2, float c2, float d1, float d2, float eps, float lr) {
@@ -260,15 +268,30 @@ inline void ZeroRun(float* dst, int64_t n) {
   for (int64_t i = 0; i < n; i++) dst[i] = 0.f;
 }
 
-// Rows [r0, r1) of the patch matrix into col (row r at col + (r - r0) * k): row r = (b, oh, ow),
+// Walks rows r0 .. r1 - 1 of the patch matrix, r = (b, oh, ow), without a division per row.
+template <typename F>
+inline void ForRows(const Conv& c, int64_t r0, int64_t r1, F&& f) {
+  int64_t ow = r0 % c.out_w;
+  int64_t oh = (r0 / c.out_w) % c.out_h;
+  int64_t b = r0 / (c.out_w * c.out_h);
+  for (int64_t r = r0; r < r1; r++) {
+    f(r, b, oh, ow);
+    if (++ow == c.out_w) {
+      ow = 0;
+      if (++oh == c.out_h) {
+        oh = 0;
+        b++;
+      }
+    }
+  }
+}
+
+// Rows [r0, r1) of the patch matrix into col (row r at col + (r - first) * k): row r = (b, oh, ow),
 // columns (kh, kw, ci). Serial: callers split the rows.
 void Im2colRows(const Conv& c, const float* x, float* col, int64_t r0, int64_t r1, int64_t first) {
   const int64_t k = c.patch();
   const int64_t run = c.k_w * c.in_c;
-  for (int64_t r = r0; r < r1; r++) {
-    const int64_t ow = r % c.out_w;
-    const int64_t oh = (r / c.out_w) % c.out_h;
-    const int64_t b = r / (c.out_w * c.out_h);
+  ForRows(c, r0, r1, [&](int64_t r, int64_t b, int64_t oh, int64_t ow) {
     float* dst = col + (r - first) * k;
     const float* xb = x + b * c.in_h * c.in_w * c.in_c;
     const int64_t iw0 = ow * c.stride_w - c.pad_left;
@@ -293,17 +316,14 @@ void Im2colRows(const Conv& c, const float* x, float* col, int64_t r0, int64_t r
         else CopyRun(dst + kw * c.in_c, xrow + iw * c.in_c, c.in_c);
       }
     }
-  }
+  });
 }
 
 // dx += the patch-matrix gradient of rows [r0, r1) (row r at col + (r - first) * k). Serial.
 void Col2imRows(const Conv& c, const float* col, float* dx, int64_t r0, int64_t r1, int64_t first) {
   const int64_t k = c.patch();
   const int64_t run = c.k_w * c.in_c;
-  for (int64_t r = r0; r < r1; r++) {
-    const int64_t ow = r % c.out_w;
-    const int64_t oh = (r / c.out_w) % c.out_h;
-    const int64_t b = r / (c.out_w * c.out_h);
+  ForRows(c, r0, r1, [&](int64_t r, int64_t b, int64_t oh, int64_t ow) {
     float* xb = dx + b * c.in_h * c.in_w * c.in_c;
     const float* src = col + (r - first) * k;
     const int64_t iw0 = ow * c.stride_w - c.pad_left;
@@ -323,7 +343,7 @@ void Col2imRows(const Conv& c, const float* col, float* dx, int64_t r0, int64_t 
         Accumulate(xrow + iw * c.in_c, src + kw * c.in_c, c.in_c);
       }
     }
-  }
+  });
 }
 
 thread_local std::vector<float> t_scratch;
@@ -571,7 +591,7 @@ void MaxPoolBackprop(const int32_t* d, const float* x, const float* dy, float* d
   std::memset(dx, 0, sizeof(float) * nb * ih * iw * c);
   ParallelFor(nb, 1, [&](int64_t b0, int64_t b1) {
     std::vector<float> best(c);
-    std::vector<int64_t> at(c);
+    std::vector<int32_t> at(c);
     for (int64_t b = b0; b < b1; b++) {
       const float* xb = x + b * ih * iw * c;
       float* dxb = dx + b * ih * iw * c;
@@ -586,13 +606,7 @@ void MaxPoolBackprop(const int32_t* d, const float* x, const float* dy, float* d
               const int64_t ix = xo * sw - pl + fx;
               if (ix < 0 || ix >= iw) continue;
               const int64_t p = (iy * iw + ix) * c;
-              for (int64_t ch = 0; ch < c; ch++) {
-                const float v = xb[p + ch];
-                if (v > best[ch]) {
-                  best[ch] = v;
-                  at[ch] = p + ch;
-                }
-              }
+              MaxArgInto(best.data(), at.data(), xb + p, static_cast<int32_t>(p), c);
             }
           }
           const float* g = dy + ((b * oh + y) * ow + xo) * c;

@@ -219,7 +219,8 @@ export function nativeKernels(native: NativeAddon, pure: Record<string, KernelFn
     const { inputs, backend, attrs } = args;
     const dy = inputs.dy!;
     const x = inputs.input!;
-    if (x.dtype !== 'float32' || dy.dtype !== 'float32' || x.shape.length !== 4 || size(x.shape) === 0) return pure.MaxPoolGrad(args);
+    // positions within an image are int32 on the native side
+    if (x.dtype !== 'float32' || dy.dtype !== 'float32' || x.shape.length !== 4 || size(x.shape) === 0 || size(x.shape.slice(1)) >= 2 ** 31) return pure.MaxPoolGrad(args);
     const d = poolDims(x.shape, attrs as unknown as PoolAttrs);
     const out = backend.makeOutput(x.shape.slice(), 'float32');
     const heap = heapF32(backend);
