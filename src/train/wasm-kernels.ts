@@ -18,8 +18,9 @@
  * one plain matrix product dCol = dY * W^T on wasm and a col2im pass (the shipped kernel is a
  * direct loop several times slower).
  *
- * 'native' also registers relu's gradient as one kernel (kernels/relu-grad.ts) and the fused Adam update (kernels/adam.ts, native code); pure wasm keeps
- * tfjs's Adam, whose SIMD elementwise ops are as fast as a JS loop over the heap.
+ * 'native' also registers relu's gradient as one kernel (kernels/relu-grad.ts) and the fused Adam
+ * update (kernels/adam.ts, native code). Pure wasm keeps tfjs's Adam, whose SIMD elementwise ops
+ * are as fast as a JS loop over the heap.
  *
  * Missing from tfjs-backend-wasm and provided in every set:
  *  - Conv2DBackpropFilter: im2col + one plain matrix product on wasm, dW[r, co] = P^T[r, m] * dY[m, co]
