@@ -89,7 +89,7 @@ export interface CacheSourceOptions {
   dataset: Dataset | null;
   /** labels for all dataset rows, used when the shards carry none */
   labels: Int32Array | null;
-  /** top-k caches: how the unstored classes become part of the teacher rows (default 'bucket') */
+  /** top-k caches: how the unstored classes become part of the teacher rows (default 'uniform') */
   tail?: TailMode;
   /** sampled caches: the training temperature (the rows depend on it) */
   temperature?: number;
@@ -121,7 +121,7 @@ export function cacheSource(opts: CacheSourceOptions): ChunkSource & { load(inde
       const rows = rowIndices(cols, manifest.dataset.count, where);
       const raw = opts.dataset ? await readDatasetRows(opts.dataset, rows) : shardInputs(cols, manifest, where);
       const x = transformInputs(raw, manifest.dataset.dtype, cols.rows, opts.transform, into);
-      const t = teacherRows(cols, k, opts.tail ?? 'bucket', opts.temperature ?? 1, manifest.storage.sample_temperature ?? 1);
+      const t = teacherRows(cols, k, opts.tail ?? 'uniform', opts.temperature ?? 1, manifest.storage.sample_temperature ?? 1);
       const y = new Int32Array(cols.rows).fill(-1);
       if (cols.label) y.set(cols.label);
       else if (opts.labels) for (let i = 0; i < cols.rows; i++) y[i] = opts.labels[rows[i]];
