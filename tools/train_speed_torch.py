@@ -10,7 +10,7 @@ mean over the batch. Optimizer: Adam, lr 1e-3. Data: fixed random inputs and tea
 memory (the step is what is measured). Also reports which BLAS library the process loaded, so a run
 on the slow reference BLAS is visible.
 
-  /usr/bin/python3 tools/train_speed_torch.py --model mlp --batch 256 --seconds 10 --threads 2
+  /usr/bin/python3 tools/train_speed_torch.py --model mlp --batch 256 --seconds 10 [--threads 2]
 """
 import argparse
 import json
@@ -56,10 +56,11 @@ def main() -> None:
     p.add_argument("--batch", type=int, required=True)
     p.add_argument("--seconds", type=float, default=10)
     p.add_argument("--warmup", type=int, default=20)
-    p.add_argument("--threads", type=int, default=os.cpu_count() or 1)
+    p.add_argument("--threads", type=int, default=0, help="intra-op threads; 0 = PyTorch's own default")
     a = p.parse_args()
     torch.manual_seed(0)
-    torch.set_num_threads(a.threads)
+    if a.threads > 0:
+        torch.set_num_threads(a.threads)
     model = build(a.model)
     opt = torch.optim.Adam(model.parameters(), lr=1e-3)
     shape = (a.batch, 784) if a.model == "mlp" else (a.batch, 1, 28, 28)
