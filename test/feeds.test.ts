@@ -1,6 +1,7 @@
 /** Model feeds for integer (token) inputs and mask/lengths inputs derived from the pad id. */
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
+import { preprocessInto } from '../src/data/preprocess.js';
 import { BatchFeeder, realPositions } from '../src/precompute/feeds.js';
 import type { Preprocessing } from '../src/shards/manifest-types.js';
 
@@ -53,4 +54,28 @@ describe('feeds', () => {
     const feeds = f.feeds(Float32Array.from([1, 2]), 1, 2);
     assert.deepEqual([...(feeds.x.data as Float32Array)], [1, 3, 0, 0]);
   });
+});
+
+describe('float preprocessing', () => {
+  // The uint8 path is a lookup table; it must give the bits of the formula itself (float64, then float32).
+  for (const channels of [1, 3]) {
+    test(`uint8 pixels, ${channels} channel(s): bit-identical to (x * scale - mean) / std`, () => {
+      const shape = [channels, 2, 3];
+      const p: Preprocessing = { input_shape: shape, input_type: 'float32', scale: 1 / 255, mean: [0.485, 0.456, 0.406].slice(0, channels), std: [0.229, 0.224, 0.225].slice(0, channels) };
+      const rows = 3;
+      const width = channels * 6;
+      const src = Uint8Array.from({ length: rows * width }, (_, i) => (i * 97 + 13) % 256);
+      src[0] = 0;
+      src[1] = 255;
+      const got = preprocessInto(src, rows, p);
+      const want = new Float32Array(rows * width);
+      for (let i = 0; i < want.length; i++) {
+        const c = Math.floor((i % width) / 6);
+        want[i] = src[i] * (p.scale / p.std[c]) + -p.mean[c] / p.std[c];
+      }
+      assert.deepEqual(got, want);
+      // and the same as the generic path (the values as int32)
+      assert.deepEqual(preprocessInto(Int32Array.from(src), rows, p), want);
+    });
+  }
 });
