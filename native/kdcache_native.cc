@@ -176,6 +176,12 @@ void ParallelFor(int64_t n, int64_t min_per_part, F&& body) {
 #define KD_SIMD
 #endif
 
+// Pixels to model inputs, y = (float)(x * mul + add) in double precision: the same value as the
+// JavaScript expression, so caches do not depend on whether the addon is built.
+KD_SIMD void PixelsRow(const uint8_t* __restrict__ x, float* __restrict__ y, int64_t n, double mul, double add) {
+  for (int64_t j = 0; j < n; j++) y[j] = static_cast<float>(static_cast<double>(x[j]) * mul + add);
+}
+
 KD_SIMD void AddRows(const float* __restrict__ x, const float* __restrict__ b, float* __restrict__ y, int64_t n) {
   for (int64_t j = 0; j < n; j++) y[j] = x[j] + b[j];
 }
@@ -969,6 +975,45 @@ napi_value JsMaxPoolBackprop(napi_env env, napi_callback_info info) {
   return Undefined(env);
 }
 
+// pixels(X Uint8Array, Y Float32Array, rows, channels, plane, mul Float64Array, add Float64Array):
+// Y[r, c, j] = X[r, c, j] * mul[c] + add[c]. Touches no global state, so it is safe on any thread
+// (precompute's main thread and train-student's decoding worker) without the BLAS being loaded.
+napi_value JsPixels(napi_env env, napi_callback_info info) {
+  Args a;
+  if (!GetArgs(env, info, &a, 7)) return nullptr;
+  int64_t rows, channels, plane;
+  if (!Int(a, 2, &rows) || !Int(a, 3, &channels) || !Int(a, 4, &plane)) return nullptr;
+  if (rows < 0 || channels < 1 || plane < 0) return Fail(env, "kdcache native: bad pixels arguments"), nullptr;
+  const int64_t n = rows * channels * plane;
+  napi_typedarray_type type;
+  size_t length;
+  void* data;
+  napi_value buffer;
+  size_t byte_offset;
+  if (napi_get_typedarray_info(env, a.argv[0], &type, &length, &data, &buffer, &byte_offset) != napi_ok || type != napi_uint8_array || static_cast<int64_t>(length) < n) {
+    return Fail(env, "kdcache native: pixels expects a Uint8Array of rows * channels * plane"), nullptr;
+  }
+  const uint8_t* X = static_cast<const uint8_t*>(data);
+  if (napi_get_typedarray_info(env, a.argv[1], &type, &length, &data, &buffer, &byte_offset) != napi_ok || type != napi_float32_array || static_cast<int64_t>(length) < n) {
+    return Fail(env, "kdcache native: pixels expects a Float32Array output of rows * channels * plane"), nullptr;
+  }
+  float* Y = static_cast<float*>(data);
+  const double* coef[2];
+  for (int k = 0; k < 2; k++) {
+    if (napi_get_typedarray_info(env, a.argv[5 + k], &type, &length, &data, &buffer, &byte_offset) != napi_ok || type != napi_float64_array || static_cast<int64_t>(length) < channels) {
+      return Fail(env, "kdcache native: pixels mul/add must be Float64Arrays of one value per channel"), nullptr;
+    }
+    coef[k] = static_cast<const double*>(data);
+  }
+  for (int64_t r = 0; r < rows; r++) {
+    for (int64_t c = 0; c < channels; c++) {
+      const int64_t base = (r * channels + c) * plane;
+      PixelsRow(X + base, Y + base, plane, coef[0][c], coef[1][c]);
+    }
+  }
+  return Undefined(env);
+}
+
 napi_value Init(napi_env env, napi_value exports) {
   const napi_property_descriptor props[] = {
       {"load", nullptr, JsLoad, nullptr, nullptr, nullptr, napi_default, nullptr},
@@ -980,11 +1025,12 @@ napi_value Init(napi_env env, napi_value exports) {
       {"adam", nullptr, JsAdam, nullptr, nullptr, nullptr, napi_default, nullptr},
       {"elementwise", nullptr, JsElementwise, nullptr, nullptr, nullptr, napi_default, nullptr},
       {"maxPool", nullptr, JsMaxPool, nullptr, nullptr, nullptr, napi_default, nullptr},
+      {"pixels", nullptr, JsPixels, nullptr, nullptr, nullptr, napi_default, nullptr},
   };
   napi_define_properties(env, exports, sizeof(props) / sizeof(props[0]), props);
   // Bumped whenever the functions above change: src/train/kernels/native.ts refuses another version.
   napi_value version;
-  napi_create_int32(env, 3, &version);
+  napi_create_int32(env, 4, &version);
   napi_set_named_property(env, exports, "apiVersion", version);
   return exports;
 }

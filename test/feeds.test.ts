@@ -1,7 +1,8 @@
 /** Model feeds for integer (token) inputs and mask/lengths inputs derived from the pad id. */
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
-import { preprocessInto } from '../src/data/preprocess.js';
+import { preprocessInto, uint8IntoJs } from '../src/data/preprocess.js';
+import { loadAddon } from '../src/util/addon.js';
 import { BatchFeeder, realPositions } from '../src/precompute/feeds.js';
 import type { Preprocessing } from '../src/shards/manifest-types.js';
 
@@ -57,6 +58,11 @@ describe('feeds', () => {
 });
 
 describe('float preprocessing', () => {
+  const addon = loadAddon();
+  test('the native pixel path is the one tested above', { skip: addon.ok ? false : `addon not available: ${addon.ok ? '' : addon.reason}` }, () => {
+    assert.ok(addon.ok);
+  });
+
   // The uint8 path is a lookup table; it must give the bits of the formula itself (float64, then float32).
   for (const channels of [1, 3]) {
     test(`uint8 pixels, ${channels} channel(s): bit-identical to (x * scale - mean) / std`, () => {
@@ -74,8 +80,11 @@ describe('float preprocessing', () => {
         want[i] = src[i] * (p.scale / p.std[c]) + -p.mean[c] / p.std[c];
       }
       assert.deepEqual(got, want);
-      // and the same as the generic path (the values as int32)
+      // and the same as the generic path (the values as int32), and as the JavaScript fallback
       assert.deepEqual(preprocessInto(Int32Array.from(src), rows, p), want);
+      const mul = Float64Array.from(p.std, (sd) => p.scale / sd);
+      const add = Float64Array.from(p.std, (sd, c) => -p.mean[c] / sd);
+      assert.deepEqual(uint8IntoJs(src, rows, channels, 6, mul, add, new Float32Array(rows * width)), want);
     });
   }
 });

@@ -1,5 +1,6 @@
 import type { Preprocessing } from '../shards/manifest-types.js';
 import type { TypedArray } from '../util/dtype.js';
+import { loadAddon } from '../util/addon.js';
 import { product } from '../util/dtype.js';
 
 /**
@@ -13,8 +14,7 @@ export function preprocessInto(src: TypedArray, rows: number, pre: Preprocessing
   const dst = out && out.length >= n ? out : new Float32Array(n);
   const channels = pre.mean.length;
   const { scale } = pre;
-  // Pixels: a 256-entry table per channel, filled with the same double-precision formula, so the
-  // result is bit-identical and the hot loop is a load, not a multiply-add through a polymorphic read.
+  // Pixels: a vectorised native loop or a lookup table, both bit-identical to the formula below.
   if (src instanceof Uint8Array) return uint8Into(src, rows, width, pre, dst);
   if (channels === 1) {
     const mul = scale / pre.std[0];
@@ -38,19 +38,29 @@ export function preprocessInto(src: TypedArray, rows: number, pre: Preprocessing
 function uint8Into(src: Uint8Array, rows: number, width: number, pre: Preprocessing, dst: Float32Array): Float32Array {
   const channels = pre.mean.length;
   const plane = width / channels;
-  const lut = new Float32Array(256 * channels);
-  for (let c = 0; c < channels; c++) {
-    const mul = pre.scale / pre.std[c];
-    const add = -pre.mean[c] / pre.std[c];
-    for (let v = 0; v < 256; v++) lut[c * 256 + v] = v * mul + add;
+  const mul = Float64Array.from(pre.std, (sd) => pre.scale / sd);
+  const add = Float64Array.from(pre.std, (sd, c) => -pre.mean[c] / sd);
+  // V8 does not vectorise this loop (~1.4 ns per value); the addon's does, and the inference
+  // thread waits on it between batches.
+  const native = loadAddon();
+  if (native.ok) {
+    native.addon.pixels(src, dst, rows, channels, plane, mul, add);
+    return dst;
   }
+  return uint8IntoJs(src, rows, channels, plane, mul, add, dst);
+}
+
+/** The fallback: a 256-entry table per channel, filled with the same double-precision formula. */
+export function uint8IntoJs(src: Uint8Array, rows: number, channels: number, plane: number, mul: Float64Array, add: Float64Array, dst: Float32Array): Float32Array {
+  const lut = new Float32Array(256 * channels);
+  for (let c = 0; c < channels; c++) for (let v = 0; v < 256; v++) lut[c * 256 + v] = v * mul[c] + add[c];
   if (channels === 1) {
-    for (let i = 0, n = rows * width; i < n; i++) dst[i] = lut[src[i]];
+    for (let i = 0, n = rows * plane; i < n; i++) dst[i] = lut[src[i]];
     return dst;
   }
   for (let r = 0; r < rows; r++) {
     for (let c = 0; c < channels; c++) {
-      const base = r * width + c * plane;
+      const base = (r * channels + c) * plane;
       const off = c * 256;
       for (let i = base; i < base + plane; i++) dst[i] = lut[off + src[i]];
     }

@@ -8,12 +8,9 @@
  * Whatever a native kernel does not handle (NCHW, prelu, non-float32, unusual broadcasting) goes
  * to the pure wasm kernel it replaces, so registering these never loses an op.
  */
-import * as fs from 'node:fs';
-import { createRequire } from 'node:module';
 import * as os from 'node:os';
-import * as path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import * as tf from '@tensorflow/tfjs';
+import { type AddonBase, loadAddon } from '../../util/addon.js';
 import { wasmAdamKernel } from './adam.js';
 import { RELU_GRAD_KERNEL } from './relu-grad.js';
 import { type ConvAttrs, type ConvDims, convDims, convOutShape } from './conv-dims.js';
@@ -21,11 +18,7 @@ import { type PoolAttrs, poolDims } from './pool.js';
 import { leadingSplit } from './reduce.js';
 import { type KernelArgs, type KernelFn, type TensorInfo, heapF32, offsetOf, size } from './wasm-heap.js';
 
-/** The addon's functions as this file calls them; native/kdcache_native.cc exports the same number. */
-const API_VERSION = 3;
-
-export interface NativeAddon {
-  apiVersion: number;
+export interface NativeAddon extends AddonBase {
   load(library: string, threads: number): { blas: string; config: string; threads: number; loopThreads: number };
   sgemm(ta: boolean, tb: boolean, m: number, n: number, k: number, alpha: number,
     a: Float32Array, aOff: number, lda: number, b: Float32Array, bOff: number, ldb: number,
@@ -86,9 +79,6 @@ export interface NativeInfo {
 
 export type NativeLoad = { ok: true; info: NativeInfo } | { ok: false; reason: string };
 
-const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../../..');
-export const NATIVE_ADDON = path.join(ROOT, 'native', 'build', 'kdcache_native.node');
-
 let loaded: NativeLoad | null = null;
 
 /**
@@ -97,12 +87,10 @@ let loaded: NativeLoad | null = null;
  */
 export function loadNative(): NativeLoad {
   if (loaded) return loaded;
-  if (process.env.KDCACHE_NATIVE === '0') return (loaded = { ok: false, reason: 'disabled by KDCACHE_NATIVE=0' });
-  const file = process.env.KDCACHE_NATIVE_ADDON || NATIVE_ADDON;
-  if (!fs.existsSync(file)) return (loaded = { ok: false, reason: `${path.relative(process.cwd(), file) || file} is not built (npm run build builds it when g++ is installed)` });
+  const base = loadAddon<NativeAddon>();
+  if (!base.ok) return (loaded = base);
+  const { addon, file } = base;
   try {
-    const addon = createRequire(import.meta.url)(file) as NativeAddon;
-    if (addon.apiVersion !== API_VERSION) return (loaded = { ok: false, reason: `${file} is out of date (version ${addon.apiVersion}, expected ${API_VERSION}); run npm run build` });
     const threads = Number(process.env.KDCACHE_THREADS) || (os.availableParallelism?.() ?? os.cpus().length);
     const r = addon.load(process.env.KDCACHE_BLAS ?? '', threads);
     return (loaded = { ok: true, info: { addon, file, blas: r.blas, config: r.config, threads: r.threads } });
