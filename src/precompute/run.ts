@@ -10,7 +10,7 @@ import type { CacheConfig, LabelsInfo, Manifest, Preprocessing, ShardSidecar } f
 import { combineFidelity } from '../sparse/fidelity.js';
 import type { TeacherOutputFlag } from '../sparse/teacher-output.js';
 import type { TypedArray } from '../util/dtype.js';
-import { allocTyped, product } from '../util/dtype.js';
+import { DTYPE_BYTES, allocTyped, product } from '../util/dtype.js';
 import { UserError, describeFsError } from '../util/errors.js';
 import { createFileExclusive, makeDirs, readJsonFile, removeStaleTemps, sha256Hex, writeFileAtomic } from '../util/fsx.js';
 import { createProgress, formatBytes, formatCount } from '../util/progress.js';
@@ -101,11 +101,24 @@ export async function precomputeLogits(opts: PrecomputeOptions): Promise<Precomp
   checkStorageFlags(storageFlags);
   if (opts.padId !== undefined && !Number.isSafeInteger(opts.padId)) throw new UserError(`--pad-id ${opts.padId}: must be an integer token id`);
 
-  const teacher = await openTeacher(opts.teacher, {
-    device: parseDevice(opts.device ?? 'auto'), threads: opts.threads, inputName: opts.inputName, outputName: opts.outputName, maskInput: opts.maskInput,
-  });
-  teacher.notices.forEach(log);
-  const ds = await openDataset(opts.data, { inputColumn: opts.inputColumn });
+  // The writer starts now: loading and compiling its Parquet encoder (wasm) overlaps with hashing
+  // the teacher and the data instead of competing with the first batches of inference.
+  const pool = new ShardWriterPool(opts.writers ?? 1, 2);
+  let teacher: Teacher;
+  let ds: Dataset;
+  try {
+    teacher = await openTeacher(opts.teacher, {
+      device: parseDevice(opts.device ?? 'auto'), threads: opts.threads, inputName: opts.inputName, outputName: opts.outputName, maskInput: opts.maskInput,
+    });
+    teacher.notices.forEach(log);
+    ds = await openDataset(opts.data, { inputColumn: opts.inputColumn }).catch(async (err) => {
+      await teacher.session.release();
+      throw err;
+    });
+  } catch (err) {
+    await pool.close();
+    throw err;
+  }
   try {
     const labelSet = await loadLabels({ labels: opts.labels, labelColumn: opts.labelColumn, data: opts.data });
     if (labelSet && labelSet.labels.length !== ds.count) {
@@ -118,7 +131,7 @@ export async function precomputeLogits(opts: PrecomputeOptions): Promise<Precomp
 
     // The first examples through the model give the exact output shape, whatever the metadata
     // declares, and show whether the teacher outputs probabilities.
-    const probe = await probeOutput(teacher, ds, preprocessing, fixedBatch);
+    const probe = await probeOutput(teacher, ds, preprocessing, fixedBatch, batchSize);
     const outputShape = probe.shape;
     const width = product(outputShape);
     const sequence = isSequenceOutput(outputShape, preprocessing.input_shape);
@@ -165,7 +178,6 @@ export async function precomputeLogits(opts: PrecomputeOptions): Promise<Precomp
 
     const rowsTodo = todo.reduce((n, s) => n + shardRowCount(config, s), 0);
     const progress = createProgress({ label: 'precompute', total: rowsTodo, unit: 'rows', quiet: opts.quiet });
-    const pool = new ShardWriterPool(opts.writers ?? 1, 2);
     let rowsDone = 0;
     const computeStart = performance.now();
     let written: ShardSidecar[] = [];
@@ -210,6 +222,7 @@ export async function precomputeLogits(opts: PrecomputeOptions): Promise<Precomp
       (manifest ? `cache complete: ${path.join(opts.out, MANIFEST_FILE)}` : `${missing.length} shards still missing (other partitions); the last partition to finish, or 'kdcache finalize ${opts.out}', writes the manifest`));
     return result;
   } finally {
+    await pool.close();
     await ds.close();
     await teacher.session.release();
   }
@@ -222,14 +235,19 @@ export function shardRowCount(config: CacheConfig, s: number): number {
 /** Rows looked at to detect a probability teacher (--teacher-output auto). */
 const PROBE_ROWS = 64;
 
-/** The exact per-example output shape, and the first examples' outputs (real positions only). */
-async function probeOutput(teacher: Teacher, ds: Dataset, pre: Preprocessing, fixedBatch: number): Promise<{ shape: number[]; sample: Float32Array }> {
-  const n = Math.min(fixedBatch || PROBE_ROWS, ds.count);
-  const feedRows = fixedBatch || Math.max(n, 1);
-  const raw = await ds.read(0, n);
-  const out = await runBatch(teacher, new BatchFeeder(teacher.info.input_name, pre, feedRows, teacher.mask?.shape ?? null).feeds(raw, n, feedRows), feedRows, pre.input_shape);
+/**
+ * The exact per-example output shape, and the first examples' outputs (real positions only). The
+ * probe is a whole batch: ONNX Runtime sizes its memory for the first batch of a shape, so that cost
+ * (and a batch too large for the device) shows up here, before any shard is computed.
+ */
+async function probeOutput(teacher: Teacher, ds: Dataset, pre: Preprocessing, fixedBatch: number, batchSize: number): Promise<{ shape: number[]; sample: Float32Array }> {
+  const full = Math.min(fixedBatch || batchSize, ds.count);
+  const feedRows = fixedBatch || Math.max(full, 1);
+  const n = Math.min(full, PROBE_ROWS);
+  const raw = await ds.read(0, full);
+  const out = await runBatch(teacher, new BatchFeeder(teacher.info.input_name, pre, feedRows, teacher.mask?.shape ?? null).feeds(raw, full, feedRows), feedRows, pre.input_shape);
   const shape = out.dims.slice(1).map(Number);
-  const data = Float32Array.from(out.data as Float32Array).subarray(0, n * product(shape));
+  const data = Float32Array.from((out.data as Float32Array).subarray(0, n * product(shape)));
   if (!isSequenceOutput(shape, pre.input_shape)) return { shape, sample: data };
   const [t, c] = shape;
   const kept: PositionRows = { row: new BigInt64Array(n * t), position: new Int32Array(n * t), logits: new Float32Array(n * t * c) };
@@ -299,13 +317,23 @@ async function computeShard(
   const input = storeInputs ? allocTyped(ds.dtype, rows * product(ds.exampleShape)) : undefined;
   const feeder = new BatchFeeder(teacher.info.input_name, pre, fixedBatch || batchSize, teacher.mask?.shape ?? null);
 
-  const read = (b: number): Promise<TypedArray> => ds.read(first + b, first + Math.min(rows, b + batchSize));
+  // Reads go in blocks of whole batches (a few MB): one read per batch costs a thread-pool round trip
+  // and a fresh buffer each time, measurable next to a fast teacher. The next block is read while
+  // the teacher runs on this one.
+  const inWidth = product(ds.exampleShape);
+  const blockRows = Math.max(batchSize, Math.floor(READ_BLOCK_BYTES / Math.max(1, inWidth * DTYPE_BYTES[ds.dtype]) / batchSize) * batchSize);
+  const read = (b: number): Promise<TypedArray> => ds.read(first + b, first + Math.min(rows, b + blockRows));
   let next = read(0);
+  let block: TypedArray = new Uint8Array(0);
   for (let b = 0; b < rows; b += batchSize) {
     const n = Math.min(batchSize, rows - b);
-    const raw = await next;
-    if (b + batchSize < rows) next = read(b + batchSize); // the read proceeds while the teacher runs
-    if (input) (input as Float32Array).set(raw as Float32Array, b * product(ds.exampleShape));
+    const inBlock = b % blockRows;
+    if (inBlock === 0) {
+      block = await next;
+      if (b + blockRows < rows) next = read(b + blockRows);
+    }
+    const raw = rowsOf(block, inBlock, inBlock + n, inWidth);
+    if (input) (input as Float32Array).set(raw as Float32Array, b * inWidth);
     // A fixed-batch model gets a partial batch padded; the padding rows' outputs are dropped.
     const feedRows = fixedBatch || n;
     const out = await runBatch(teacher, feeder.feeds(raw, n, feedRows), feedRows, pre.input_shape);
@@ -330,6 +358,14 @@ async function computeShard(
     ...(labels ? { label: labels.slice(first, first + rows) } : {}),
     ...(input ? { input, inputWidth: product(ds.exampleShape), inputDtype: ds.dtype } : {}),
   };
+}
+
+/** Reads by precompute are this large (rounded to whole batches, at least one batch). */
+const READ_BLOCK_BYTES = 4 << 20;
+
+/** Rows [a, b) of a block of examples `width` values wide, as a view. */
+function rowsOf(block: TypedArray, a: number, b: number, width: number): TypedArray {
+  return (block as Uint8Array).subarray(a * width, b * width) as unknown as TypedArray;
 }
 
 function copyLogits(src: ort.Tensor['data'], n: number, dst: Float32Array, offset: number, type: string): void {

@@ -77,7 +77,8 @@ export class ShardWriterPool {
     return settled.map((s) => (s as PromiseFulfilledResult<ShardSidecar>).value);
   }
 
+  /** Idempotent. */
   async close(): Promise<void> {
-    await Promise.all(this.workers.map((w) => w.terminate()));
+    await Promise.all(this.workers.splice(0).map((w) => w.terminate()));
   }
 }
