@@ -178,15 +178,24 @@ export async function precomputeLogits(opts: PrecomputeOptions): Promise<Precomp
 
     const rowsTodo = todo.reduce((n, s) => n + shardRowCount(config, s), 0);
     const progress = createProgress({ label: 'precompute', total: rowsTodo, unit: 'rows', quiet: opts.quiet });
+    // The writer's warm-up overlapped with the hashing above; the clock starts once it is done.
+    await pool.ready();
     let rowsDone = 0;
     const computeStart = performance.now();
     let written: ShardSidecar[] = [];
     try {
-      for (const s of todo) {
+      const blockRows = blockRowsFor(ds, batchSize);
+      const firstBlock = (s: number) => readBlock(ds, s * config.storage.shard_rows, s * config.storage.shard_rows + shardRowCount(config, s), blockRows);
+      let first = todo.length > 0 ? firstBlock(todo[0]) : null;
+      for (let i = 0; i < todo.length; i++) {
+        const s = todo[i];
+        let following: Promise<TypedArray> | null = null;
+        const reads: ShardReads = { blockRows, first: first!, onLastBlock: () => { if (i + 1 < todo.length) following ??= firstBlock(todo[i + 1]); } };
         const cols = await computeShard(teacher, ds, labelSet?.labels ?? null, config, s, batchSize, fixedBatch, Boolean(opts.storeInputs), (n) => {
           rowsDone += n;
           progress.update(rowsDone);
-        });
+        }, reads);
+        first = following ?? (i + 1 < todo.length ? firstBlock(todo[i + 1]) : null);
         await pool.submit(opts.out, s, cols, config.storage, config.config_id, teacher.provider, sequence ? shardRowCount(config, s) : undefined);
       }
       written = await pool.drain();
@@ -301,6 +310,7 @@ async function runBatch(teacher: Teacher, feeds: Record<string, ort.Tensor>, row
 async function computeShard(
   teacher: Teacher, ds: Dataset, labels: Int32Array | null, config: CacheConfig, s: number,
   batchSize: number, fixedBatch: number, storeInputs: boolean, onRows: (n: number) => void,
+  reads: ShardReads,
 ): Promise<ShardColumns> {
   const first = s * config.storage.shard_rows;
   const rows = shardRowCount(config, s);
@@ -317,20 +327,17 @@ async function computeShard(
   const input = storeInputs ? allocTyped(ds.dtype, rows * product(ds.exampleShape)) : undefined;
   const feeder = new BatchFeeder(teacher.info.input_name, pre, fixedBatch || batchSize, teacher.mask?.shape ?? null);
 
-  // Reads go in blocks of whole batches (a few MB): one read per batch costs a thread-pool round trip
-  // and a fresh buffer each time, measurable next to a fast teacher. The next block is read while
-  // the teacher runs on this one.
   const inWidth = product(ds.exampleShape);
-  const blockRows = Math.max(batchSize, Math.floor(READ_BLOCK_BYTES / Math.max(1, inWidth * DTYPE_BYTES[ds.dtype]) / batchSize) * batchSize);
-  const read = (b: number): Promise<TypedArray> => ds.read(first + b, first + Math.min(rows, b + blockRows));
-  let next = read(0);
+  const { blockRows } = reads;
+  let next = reads.first;
   let block: TypedArray = new Uint8Array(0);
   for (let b = 0; b < rows; b += batchSize) {
     const n = Math.min(batchSize, rows - b);
     const inBlock = b % blockRows;
     if (inBlock === 0) {
       block = await next;
-      if (b + blockRows < rows) next = read(b + blockRows);
+      if (b + blockRows < rows) next = readBlock(ds, first + b + blockRows, first + rows, blockRows);
+      else reads.onLastBlock();
     }
     const raw = rowsOf(block, inBlock, inBlock + n, inWidth);
     if (input) (input as Float32Array).set(raw as Float32Array, b * inWidth);
@@ -360,8 +367,32 @@ async function computeShard(
   };
 }
 
-/** Reads by precompute are this large (rounded to whole batches, at least one batch). */
+/**
+ * Reads go in blocks of whole batches (a few MB): one read per batch costs a thread-pool round trip
+ * and a fresh buffer each time, measurable next to a fast teacher. The next block, also across
+ * shards, is read while the teacher runs on this one.
+ */
 const READ_BLOCK_BYTES = 4 << 20;
+
+interface ShardReads {
+  blockRows: number;
+  /** the shard's first block, already requested */
+  first: Promise<TypedArray>;
+  /** called when the shard has requested its last block: the next shard's first may start */
+  onLastBlock: () => void;
+}
+
+function blockRowsFor(ds: Dataset, batchSize: number): number {
+  const rowBytes = Math.max(1, product(ds.exampleShape) * DTYPE_BYTES[ds.dtype]);
+  return Math.max(batchSize, Math.floor(READ_BLOCK_BYTES / rowBytes / batchSize) * batchSize);
+}
+
+function readBlock(ds: Dataset, start: number, shardEnd: number, blockRows: number): Promise<TypedArray> {
+  const p = ds.read(start, Math.min(shardEnd, start + blockRows));
+  // Read ahead: a failure surfaces when the block is awaited, not as an unhandled rejection.
+  p.catch(() => {});
+  return p;
+}
 
 /** Rows [a, b) of a block of examples `width` values wide, as a view. */
 function rowsOf(block: TypedArray, a: number, b: number, width: number): TypedArray {

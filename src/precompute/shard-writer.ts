@@ -18,17 +18,29 @@ export class ShardWriterPool {
   private firstError: Error | undefined;
   private roomWaiters: (() => void)[] = [];
 
+  private readonly started: Promise<void>[] = [];
+
   constructor(threads: number, private readonly maxPending: number) {
     for (let i = 0; i < threads; i++) {
       const w = new Worker(new URL('./writer-worker.js', import.meta.url));
-      w.on('message', (reply: WriteReply) => this.onReply(w, reply));
-      w.on('error', (err) => this.fail(err));
+      let onReady = () => {};
+      this.started.push(new Promise<void>((resolve) => (onReady = resolve)));
+      w.on('message', (reply: WriteReply) => ('ready' in reply ? onReady() : this.onReply(w, reply)));
+      // A worker that dies before it is ready fails the pool, which ready() reports.
+      w.on('error', (err) => { this.fail(err); onReady(); });
+      w.on('exit', () => onReady());
       this.workers.push(w);
       this.idle.push(w);
     }
   }
 
-  private onReply(w: Worker, reply: WriteReply): void {
+  /** Resolves once every worker has loaded and warmed up its encoder (see writer-worker.ts). */
+  async ready(): Promise<void> {
+    await Promise.all(this.started);
+    if (this.firstError) throw this.firstError;
+  }
+
+  private onReply(w: Worker, reply: Exclude<WriteReply, { ready: true }>): void {
     const p = this.pending.get(reply.id)!;
     this.pending.delete(reply.id);
     if (reply.ok) p.resolve(reply.record as ShardSidecar);

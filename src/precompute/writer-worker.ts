@@ -4,7 +4,7 @@
  */
 import { parentPort } from 'node:worker_threads';
 import type { ShardColumns, StorageSpec } from '../shards/format.js';
-import { writeShard } from '../shards/writer.js';
+import { encodeShard, writeShard } from '../shards/writer.js';
 import { storeSpecOf, toStored } from '../sparse/store.js';
 import { UserError } from '../util/errors.js';
 
@@ -22,7 +22,31 @@ export interface WriteRequest {
 
 export type WriteReply =
   | { id: number; ok: true; record: Awaited<ReturnType<typeof writeShard>> }
-  | { id: number; ok: false; message: string; user: boolean; code?: string };
+  | { id: number; ok: false; message: string; user: boolean; code?: string }
+  | { ready: true };
+
+/**
+ * Encode a few synthetic shards in memory (default storage: Parquet, zstd, float32). V8 compiles
+ * the encoder's wasm quickly at first and optimises the hot functions later on background threads;
+ * done here, while the main thread hashes the teacher and the data, that work does not compete with
+ * the first shards of inference.
+ */
+function warmUp(): void {
+  const rows = 4096;
+  const width = 10;
+  const cols: ShardColumns = {
+    rows, row: BigInt64Array.from({ length: rows }, (_, i) => BigInt(i)), logitsWidth: width, logitsDtype: 'float32',
+    logits: Float32Array.from({ length: rows * width }, (_, i) => Math.sin(i) * 8), label: Int32Array.from({ length: rows }, (_, i) => i % width),
+  };
+  for (let i = 0; i < 4; i++) encodeShard(cols, { format: 'parquet', compression: 'zstd', logits_dtype: 'float32' }, { config_id: 'warm-up', first_row: 0, shard_index: 0 });
+}
+
+try {
+  warmUp();
+} catch {
+  // only an optimisation: a real shard reports any real encoding problem
+}
+parentPort!.postMessage({ ready: true } satisfies WriteReply);
 
 parentPort!.on('message', async (req: WriteRequest) => {
   let reply: WriteReply;
