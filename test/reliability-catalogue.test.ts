@@ -12,8 +12,8 @@ import { gzipSync } from 'node:zlib';
 import { after, before, describe, test } from 'node:test';
 import { precomputeLogits } from '../src/precompute/run.js';
 import { encodeNpy } from '../src/data/npy.js';
-import { type CliResult, FIXTURES, assertOneLineError, randomFloats, runCliAsync, tempDir, writeIdxU8, writeNpy } from './helpers/data.js';
-import { exited, pool } from './helpers/reliability.js';
+import { FIXTURES, assertOneLineError, randomFloats, tempDir, writeIdxU8, writeNpy } from './helpers/data.js';
+import { runAsync, pool } from './helpers/reliability.js';
 
 const MLP = path.join(FIXTURES, 'mlp16.onnx');
 const N = 200;
@@ -25,15 +25,7 @@ const p = (name: string) => path.join(dir, name);
 
 type Bin = 'precompute-logits' | 'train-student' | 'kdcache';
 
-async function run(bin: Bin, args: string[]): Promise<CliResult> {
-  const child = runCliAsync(bin, args);
-  let stdout = '';
-  let stderr = '';
-  child.stdout.on('data', (d) => { stdout += d; });
-  child.stderr.on('data', (d) => { stderr += d; });
-  const { code, signal } = await exited(child);
-  return { code, signal, stdout, stderr, command: [bin, ...args].join(' ') };
-}
+const run = runAsync;
 
 interface Case {
   label: string;

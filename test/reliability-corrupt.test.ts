@@ -12,8 +12,8 @@ import { precomputeLogits } from '../src/precompute/run.js';
 import { configId } from '../src/shards/manifest.js';
 import { verifyCache } from '../src/shards/manifest.js';
 import { sha256Hex } from '../src/util/fsx.js';
-import { type CliResult, FIXTURES, assertOneLineError, randomFloats, runCliAsync, scrub, tempDir, writeNpy } from './helpers/data.js';
-import { exited, pool, record } from './helpers/reliability.js';
+import { FIXTURES, assertOneLineError, randomFloats, scrub, tempDir, writeNpy } from './helpers/data.js';
+import { runAsync, pool, record } from './helpers/reliability.js';
 
 const MLP = path.join(FIXTURES, 'mlp16.onnx');
 const N = 3000;
@@ -27,15 +27,7 @@ let cacheArrow: string;
 /** parquet, another --scale: another config_id */
 let cacheOther: string;
 
-async function run(bin: 'precompute-logits' | 'train-student' | 'kdcache', args: string[], env: NodeJS.ProcessEnv = {}): Promise<CliResult> {
-  const child = runCliAsync(bin, args, env);
-  let stdout = '';
-  let stderr = '';
-  child.stdout.on('data', (d) => { stdout += d; });
-  child.stderr.on('data', (d) => { stderr += d; });
-  const { code, signal } = await exited(child);
-  return { code, signal, stdout, stderr, command: [bin, ...args].join(' ') };
-}
+const run = runAsync;
 
 const shard = (cache: string, i: number, ext = 'parquet') => path.join(cache, 'shards', `shard-${String(i).padStart(5, '0')}.${ext}`);
 const readJson = (f: string) => JSON.parse(fs.readFileSync(f, 'utf8'));

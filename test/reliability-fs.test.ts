@@ -11,8 +11,8 @@ import * as path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { precomputeLogits } from '../src/precompute/run.js';
 import type { Manifest, ShardSidecar } from '../src/shards/manifest-types.js';
-import { type CliResult, FIXTURES, assertOneLineError, dirHashes, randomFloats, runCliAsync, scrub, tempDir, writeNpy } from './helpers/data.js';
-import { exited, isTemp, list, pool, record, sha256, size, walk } from './helpers/reliability.js';
+import { FIXTURES, assertOneLineError, dirHashes, randomFloats, scrub, tempDir, writeNpy } from './helpers/data.js';
+import { runAsync, isTemp, list, pool, record, sha256, size, walk } from './helpers/reliability.js';
 
 const MLP = path.join(FIXTURES, 'mlp16.onnx');
 const N = 6_000;
@@ -20,15 +20,7 @@ let dir: string;
 let data: string;
 let clean: { shards: Record<string, string>; records: Manifest['shards']; bytes: number };
 
-async function run(bin: 'precompute-logits' | 'train-student' | 'kdcache', args: string[], env: NodeJS.ProcessEnv = {}): Promise<CliResult> {
-  const child = runCliAsync(bin, args, env);
-  let stdout = '';
-  let stderr = '';
-  child.stdout.on('data', (d) => { stdout += d; });
-  child.stderr.on('data', (d) => { stderr += d; });
-  const { code, signal } = await exited(child);
-  return { code, signal, stdout, stderr, command: [bin, ...args].join(' ') };
-}
+const run = runAsync;
 
 const args = (out: string, extra: string[] = []) => [
   '--teacher', MLP, '--data', data, '--out', out, '--shard-rows', '500', '--compression', 'none', '--device', 'cpu', '--threads', '1', '--quiet', ...extra,

@@ -11,8 +11,8 @@ import * as path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { precomputeLogits } from '../src/precompute/run.js';
 import type { Manifest, ShardSidecar } from '../src/shards/manifest-types.js';
-import { type CliResult, FIXTURES, dirHashes, randomFloats, runCliAsync, tempDir, writeNpy } from './helpers/data.js';
-import { exited, isTemp, killWhen, list, pool, record, seeded, sha256, size, walk } from './helpers/reliability.js';
+import { FIXTURES, dirHashes, randomFloats, runCliAsync, tempDir, writeNpy } from './helpers/data.js';
+import { runAsync, isTemp, killWhen, list, pool, record, seeded, sha256, size, walk } from './helpers/reliability.js';
 
 const MLP = path.join(FIXTURES, 'mlp16.onnx');
 const ROWS = 20_000;
@@ -26,16 +26,7 @@ let clean: { shards: Record<string, string>; records: Manifest['shards']; second
 
 type Bin = 'precompute-logits' | 'train-student' | 'kdcache';
 
-/** runCli without blocking the event loop, so that two trials can run side by side. */
-async function run(bin: Bin, args: string[], env: NodeJS.ProcessEnv = {}): Promise<CliResult> {
-  const child = runCliAsync(bin, args, env);
-  let stdout = '';
-  let stderr = '';
-  child.stdout.on('data', (d) => { stdout += d; });
-  child.stderr.on('data', (d) => { stderr += d; });
-  const { code, signal } = await exited(child);
-  return { code, signal, stdout, stderr };
-}
+const run = runAsync;
 
 const precomputeArgs = (out: string, extra: string[] = []) => [
   '--teacher', MLP, '--data', data, '--out', out, '--shard-rows', String(SHARD_ROWS),

@@ -7,6 +7,7 @@ import { createHash } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { Rng } from '../../src/train/rng.js';
+import { type CliResult, runCliAsync } from './data.js';
 
 /** KDCACHE_SOAK=1: the same tests with bigger counts (bench/reliability.ts sets it). */
 export const SOAK = process.env.KDCACHE_SOAK === '1';
@@ -27,6 +28,17 @@ export function record(kind: string, data: Record<string, unknown>): void {
 
 export function sleep(ms: number): Promise<void> {
   return new Promise((r) => setTimeout(r, ms));
+}
+
+/** runCli without blocking the event loop, so that two trials can run side by side. */
+export async function runAsync(bin: 'precompute-logits' | 'train-student' | 'kdcache', args: string[], env: NodeJS.ProcessEnv = {}): Promise<CliResult> {
+  const child = runCliAsync(bin, args, env);
+  let stdout = '';
+  let stderr = '';
+  child.stdout.on('data', (d) => { stdout += d; });
+  child.stderr.on('data', (d) => { stderr += d; });
+  const { code, signal } = await exited(child);
+  return { code, signal, stdout, stderr, command: [bin, ...args].join(' ') };
 }
 
 export function exited(child: ChildProcess): Promise<{ code: number | null; signal: NodeJS.Signals | null }> {
