@@ -10,7 +10,7 @@ import { type BackendChoice, initBackend } from '../src/train/backend.js';
 import { ExampleTable } from '../src/train/examples.js';
 import { MetricsAccumulator } from '../src/train/metrics.js';
 import { createStudent, parseStudentSpec } from '../src/train/students.js';
-import { createOptimizer, trainStep } from '../src/train/trainer.js';
+import { type StepContext, createOptimizer, trainStep } from '../src/train/trainer.js';
 import { profileKernels, topKernels } from './kernel-profile.js';
 
 export type ModelName = 'mlp' | 'cnn';
@@ -33,6 +33,8 @@ export interface SpeedResult {
   median_ms_per_step: number;
   /** ms per step in the top kernels, measured in a separate pass (wrapping kernels costs a little) */
   profile?: { ms_per_step: number; in_kernels_ms_per_step: number; top: ReturnType<typeof topKernels> };
+  /** how a step runs: tfjs ops (kernels profiled) or the fused native MLP step */
+  step: string;
 }
 
 /**
@@ -43,7 +45,7 @@ export async function measureTraining(backend: BackendChoice, model: ModelName, 
   const m = MODELS[model];
   const info = await initBackend(backend, { needsConv: model === 'cnn' });
   const student = await createStudent(parseStudentSpec(m.spec), { preShape: m.preShape, classes: 10, seed: 1 });
-  const ctx = { model: student.model, optimizer: createOptimizer('adam', 1e-3), loss: { alpha: 1, temperature: 4, kind: 'kd' as const }, inputShape: student.input.shape, classes: 10 };
+  const ctx: StepContext = { model: student.model, optimizer: createOptimizer('adam', 1e-3), loss: { alpha: 1, temperature: 4, kind: 'kd' as const }, inputShape: student.input.shape, classes: 10 };
   const width = m.preShape.reduce((a, b) => a * b, 1);
   const batches = Array.from({ length: 8 }, (_, j) => {
     const t = new ExampleTable(m.batch, width, 10);
@@ -72,6 +74,7 @@ export async function measureTraining(backend: BackendChoice, model: ModelName, 
     examples_per_second: Math.round((steps * m.batch) / total),
     examples_per_cpu_second: Math.round((steps * m.batch) / ((cpu.user + cpu.system) / 1e6)),
     median_ms_per_step: Math.round(times[times.length >> 1] * 100) / 100,
+    step: ctx.fused ? 'fused: the whole step in one native call (kernels/fused-mlp.ts)' : 'tfjs ops',
   };
   if (withProfile) {
     const prof = profileKernels(info.tfBackend);

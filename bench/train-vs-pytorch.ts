@@ -91,7 +91,7 @@ for (const model of models) {
     cpu_ratio_wasm: Math.round(median(runs.map((r) => r.cpu_ratio_wasm)) * 100) / 100,
     load_per_core: median(runs.map((r) => r.load_before)),
   };
-  results[model] = { student: MODELS[model].describe, fastest_backend: runs[0].fastest.message, pytorch: { framework: runs[0].torch.framework, threads_of_best: runs.map((r) => r.torch.threads), blas: runs[0].torch.blas }, targets: TARGETS[model], median: med, runs, profiles };
+  results[model] = { student: MODELS[model].describe, fastest_backend: runs[0].fastest.message, fastest_step: runs[0].fastest.step, pytorch: { framework: runs[0].torch.framework, threads_of_best: runs.map((r) => r.torch.threads), blas: runs[0].torch.blas }, targets: TARGETS[model], median: med, runs, profiles };
   const t = TARGETS[model];
   summary.push([model, med.torch, med.fastest, `${med.ratio_fastest}x`, `>= ${t.fastest}x`, med.wasm, `${med.ratio_wasm}x`, t.wasm === null ? '-' : `>= ${t.wasm}x`,
     threads === 1 ? `${med.cpu_ratio_fastest}x, ${med.cpu_ratio_wasm}x` : '-', med.load_per_core]);
@@ -100,8 +100,8 @@ for (const model of models) {
 process.stdout.write(`\nkdcache vs PyTorch, same machine (${os.cpus().length} cores, ${os.cpus()[0]?.model}), ${threads} thread(s) each, ${seconds} s per run, ${reps} alternating reps, medians\n`);
 process.stdout.write(`${table(summary)}\n`);
 for (const model of models) {
-  const r = results[model] as { fastest_backend: string; pytorch: { blas: string }; profiles: Record<string, SpeedResult['profile']> };
-  process.stdout.write(`\n${model}: ${r.fastest_backend}\n  PyTorch BLAS: ${r.pytorch.blas}\n`);
+  const r = results[model] as { fastest_backend: string; fastest_step: string; pytorch: { blas: string }; profiles: Record<string, SpeedResult['profile']> };
+  process.stdout.write(`\n${model}: ${r.fastest_backend}; step: ${r.fastest_step}\n  PyTorch BLAS: ${r.pytorch.blas}\n`);
   for (const [which, p] of Object.entries(r.profiles)) {
     if (!p) continue;
     process.stdout.write(`  profile, kdcache ${which}: ${p.ms_per_step} ms/step, ${p.in_kernels_ms_per_step} in kernels: ${p.top.slice(0, 6).map((k) => `${k.kernel} ${k.ms_per_step}`).join(', ')}\n`);

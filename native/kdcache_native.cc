@@ -236,6 +236,19 @@ KD_SIMD void AdamRows(const float* __restrict__ w, const float* __restrict__ m, 
   }
 }
 
+KD_SIMD void AdamInPlace(float* w, float* m, float* v, const float* __restrict__ g, int64_t n,
+                         float b1, float c1, float b2, float c2, float d1, float d2, float eps, float lr) {
+  for (int64_t i = 0; i < n; i++) {
+    const float gi = g[i];
+    const float m1 = m[i] * b1 + gi * c1;
+    const float v1 = v[i] * b2 + (gi * gi) * c2;
+    const float step = ((m1 / d1) / (std::sqrt(v1 / d2) + eps)) * lr;
+    w[i] = step + w[i];
+    m[i] = m1;
+    v[i] = v1;
+  }
+}
+
 void Sgemm(bool ta, bool tb, int m, int n, int k, float alpha, const float* a, int lda, const float* b, int ldb, float beta, float* c, int ldc) {
   if (m <= 0 || n <= 0) return;
   if (k <= 0) {
@@ -1014,6 +1027,194 @@ napi_value JsPixels(napi_env env, napi_callback_info info) {
   return Undefined(env);
 }
 
+// ---- one training step of an MLP student (Dense+ReLU layers, linear logits), KD + CE, Adam ----
+// The whole step in one call: tfjs's per-op bookkeeping costs about as much as the arithmetic for a
+// small student. Same maths as tf-losses.ts + tfjs's Dense gradients + kernels/adam.ts (float32 Adam
+// in tfjs's order); only summation orders differ.
+struct MlpScratch {
+  std::vector<float> act, grad, dw, tmp;
+};
+MlpScratch g_mlp;
+
+// mlpStep(heap, dims Int32Array [L, d0..dL], offsets Int32Array [6 per layer: W, b, mW, vW, mb, vb],
+//         x Float32Array [n*d0], t Float32Array|null [n*dL], y Int32Array|null [n], n,
+//         params Float64Array [alpha, T, b1, c1, b2, c2, d1, d2, eps, negLr], logits Float32Array [n*dL])
+// -> the batch loss. Weights and moments are updated in place in the heap.
+napi_value JsMlpStep(napi_env env, napi_callback_info info) {
+  std::lock_guard<std::mutex> serial(g_calls);
+  Args a;
+  if (!GetArgs(env, info, &a, 9)) return nullptr;
+  napi_typedarray_type type;
+  size_t length;
+  void* data;
+  napi_value buffer;
+  size_t byte_offset;
+  auto typed = [&](size_t i, napi_typedarray_type want, size_t need, void** out) -> bool {
+    napi_valuetype vt;
+    napi_typeof(env, a.argv[i], &vt);
+    if (vt == napi_null || vt == napi_undefined) { *out = nullptr; return true; }
+    if (napi_get_typedarray_info(env, a.argv[i], &type, &length, &data, &buffer, &byte_offset) != napi_ok || type != want || length < need) {
+      return Fail(env, "kdcache native: mlpStep argument " + std::to_string(i) + " has the wrong type or size");
+    }
+    *out = data;
+    return true;
+  };
+  void *vheap, *vdims, *voff, *vx, *vt, *vy, *vp, *vz;
+  if (!typed(1, napi_int32_array, 2, &vdims) || !vdims) return Fail(env, "kdcache native: mlpStep dims"), nullptr;
+  const int32_t* dims = static_cast<const int32_t*>(vdims);
+  const int L = dims[0];
+  if (L < 1 || L > 64) return Fail(env, "kdcache native: mlpStep layer count"), nullptr;
+  for (int l = 0; l <= L; l++) if (dims[1 + l] < 1) return Fail(env, "kdcache native: mlpStep layer sizes"), nullptr;
+  const int64_t C = dims[1 + L];
+  int64_t n;
+  if (!Int(a, 6, &n) || n < 1) return Fail(env, "kdcache native: mlpStep batch size"), nullptr;
+  if (!typed(0, napi_float32_array, 0, &vheap) || !vheap) return Fail(env, "kdcache native: mlpStep heap"), nullptr;
+  const size_t heap_len = length;
+  float* heap = static_cast<float*>(vheap);
+  if (!typed(2, napi_int32_array, static_cast<size_t>(6 * L), &voff) || !voff) return Fail(env, "kdcache native: mlpStep offsets"), nullptr;
+  const int32_t* off = static_cast<const int32_t*>(voff);
+  for (int l = 0; l < L; l++) {
+    const int64_t wn = static_cast<int64_t>(dims[1 + l]) * dims[2 + l], bn = dims[2 + l];
+    const int64_t sizes[6] = {wn, bn, wn, wn, bn, bn};
+    for (int k = 0; k < 6; k++) {
+      const int64_t o = off[6 * l + k];
+      if (o < 0 || o + sizes[k] > static_cast<int64_t>(heap_len)) return Fail(env, "kdcache native: mlpStep offsets out of range"), nullptr;
+    }
+  }
+  if (!typed(3, napi_float32_array, static_cast<size_t>(n * dims[1]), &vx) || !vx) return Fail(env, "kdcache native: mlpStep inputs"), nullptr;
+  if (!typed(4, napi_float32_array, static_cast<size_t>(n * C), &vt)) return nullptr;
+  if (!typed(5, napi_int32_array, static_cast<size_t>(n), &vy)) return nullptr;
+  if (!typed(7, napi_float64_array, 10, &vp) || !vp) return Fail(env, "kdcache native: mlpStep params"), nullptr;
+  if (!typed(8, napi_float32_array, static_cast<size_t>(n * C), &vz) || !vz) return Fail(env, "kdcache native: mlpStep logits"), nullptr;
+  const float* x = static_cast<const float*>(vx);
+  const float* t = static_cast<const float*>(vt);
+  const int32_t* y = static_cast<const int32_t*>(vy);
+  const double* p = static_cast<const double*>(vp);
+  float* logits = static_cast<float*>(vz);
+  const double alpha = p[0], T = p[1];
+  if ((alpha > 0 && !t) || (alpha < 1 && !y)) return Fail(env, "kdcache native: mlpStep needs teacher logits (alpha > 0) and labels (alpha < 1)"), nullptr;
+  for (int64_t i = 0; alpha < 1 && i < n; i++) if (y[i] < 0 || y[i] >= C) return Fail(env, "kdcache native: mlpStep label out of range"), nullptr;
+
+  // Activations: layer l's output at act + aoff[l], n x d(l+1) (pre-ReLU values are not kept: a
+  // ReLU output is > 0 exactly where its input is).
+  std::vector<int64_t> aoff(L + 1, 0);
+  for (int l = 0; l < L; l++) aoff[l + 1] = aoff[l] + n * dims[2 + l];
+  int64_t wmax = 0, dmax = 0;
+  for (int l = 0; l < L; l++) {
+    wmax = std::max<int64_t>(wmax, static_cast<int64_t>(dims[1 + l]) * dims[2 + l] + dims[2 + l]);
+    dmax = std::max<int64_t>(dmax, dims[1 + l]);
+  }
+  MlpScratch& sc = g_mlp;
+  sc.act.resize(aoff[L]);
+  sc.grad.resize(n * std::max<int64_t>(C, dmax) * 2);
+  int64_t wtotal = 0;
+  for (int l = 0; l < L; l++) wtotal += static_cast<int64_t>(dims[1 + l]) * dims[2 + l] + dims[2 + l];
+  sc.dw.resize(wtotal);
+
+  // forward
+  const float* in = x;
+  for (int l = 0; l < L; l++) {
+    const int din = dims[1 + l], dout = dims[2 + l];
+    float* out = sc.act.data() + aoff[l];
+    const float* W = heap + off[6 * l];
+    const float* b = heap + off[6 * l + 1];
+    Sgemm(false, false, static_cast<int>(n), dout, din, 1.f, in, din, W, dout, 0.f, out, dout);
+    const bool relu = l + 1 < L;
+    ParallelFor(n, 64, [&](int64_t lo, int64_t hi) {
+      for (int64_t r = lo; r < hi; r++) {
+        float* row = out + r * dout;
+        for (int j = 0; j < dout; j++) {
+          const float v = row[j] + b[j];
+          row[j] = relu && v < 0.f ? 0.f : v;
+        }
+      }
+    });
+    in = out;
+  }
+  const float* z = sc.act.data() + aoff[L - 1];
+  std::memcpy(logits, z, sizeof(float) * n * C);
+
+  // loss and d(loss)/d(logits), in double per row
+  float* g = sc.grad.data();
+  double soft_sum = 0, hard_sum = 0;
+  {
+    std::vector<double> q(C), pt(C);
+    for (int64_t r = 0; r < n; r++) {
+      const float* zr = z + r * C;
+      float* gr = g + r * C;
+      for (int64_t j = 0; j < C; j++) gr[j] = 0.f;
+      if (alpha > 0) {
+        const float* tr = t + r * C;
+        double ms = -INFINITY, mt = -INFINITY;
+        for (int64_t j = 0; j < C; j++) { ms = std::max(ms, zr[j] / T); mt = std::max(mt, tr[j] / T); }
+        double ss = 0, st = 0;
+        for (int64_t j = 0; j < C; j++) { ss += std::exp(zr[j] / T - ms); st += std::exp(tr[j] / T - mt); }
+        const double ls = ms + std::log(ss), lt = mt + std::log(st);
+        double kl = 0;
+        for (int64_t j = 0; j < C; j++) {
+          const double logq = zr[j] / T - ls, logp = tr[j] / T - lt;
+          const double pj = std::exp(logp);
+          if (pj > 0) kl += pj * (logp - logq);
+          gr[j] += static_cast<float>(alpha * T * (std::exp(logq) - pj) / n);
+        }
+        soft_sum += kl;
+      }
+      if (alpha < 1) {
+        double m = -INFINITY;
+        for (int64_t j = 0; j < C; j++) m = std::max(m, static_cast<double>(zr[j]));
+        double s = 0;
+        for (int64_t j = 0; j < C; j++) s += std::exp(zr[j] - m);
+        const double lse = m + std::log(s);
+        hard_sum += lse - zr[y[r]];
+        for (int64_t j = 0; j < C; j++) {
+          const double sj = std::exp(zr[j] - lse) - (j == y[r] ? 1.0 : 0.0);
+          gr[j] += static_cast<float>((1 - alpha) * sj / n);
+        }
+      }
+    }
+  }
+  const double loss = (alpha > 0 ? alpha * T * T * soft_sum / n : 0) + (alpha < 1 ? (1 - alpha) * hard_sum / n : 0);
+
+  // backward: every gradient first (with the old weights), then Adam
+  float* gnext = sc.grad.data() + n * std::max<int64_t>(C, dmax);
+  int64_t dwo = wtotal;
+  std::vector<int64_t> gw(L), gb(L);
+  for (int l = L - 1; l >= 0; l--) {
+    const int din = dims[1 + l], dout = dims[2 + l];
+    dwo -= static_cast<int64_t>(din) * dout + dout;
+    gw[l] = dwo;
+    gb[l] = dwo + static_cast<int64_t>(din) * dout;
+    const float* lin = l == 0 ? x : sc.act.data() + aoff[l - 1];
+    Sgemm(true, false, din, dout, static_cast<int>(n), 1.f, lin, din, g, dout, 0.f, sc.dw.data() + gw[l], dout);
+    float* db = sc.dw.data() + gb[l];
+    for (int j = 0; j < dout; j++) db[j] = 0.f;
+    for (int64_t r = 0; r < n; r++) Accumulate(db, g + r * dout, dout);
+    if (l > 0) {
+      const float* W = heap + off[6 * l];
+      Sgemm(false, true, static_cast<int>(n), din, dout, 1.f, g, dout, W, dout, 0.f, gnext, din);
+      const float* h = sc.act.data() + aoff[l - 1];
+      ParallelFor(n * din, 65536, [&](int64_t lo, int64_t hi) {
+        for (int64_t i = lo; i < hi; i++) gnext[i] = h[i] > 0.f ? gnext[i] : 0.f;
+      });
+      std::swap(g, gnext);
+    }
+  }
+  const float b1 = static_cast<float>(p[2]), c1 = static_cast<float>(p[3]), b2 = static_cast<float>(p[4]), c2 = static_cast<float>(p[5]);
+  const float d1 = static_cast<float>(p[6]), d2 = static_cast<float>(p[7]), eps = static_cast<float>(p[8]), lr = static_cast<float>(p[9]);
+  for (int l = 0; l < L; l++) {
+    const int64_t wn = static_cast<int64_t>(dims[1 + l]) * dims[2 + l], bn = dims[2 + l];
+    float* W = heap + off[6 * l];
+    float* mW = heap + off[6 * l + 2];
+    float* vW = heap + off[6 * l + 3];
+    const float* dW = sc.dw.data() + gw[l];
+    ParallelFor(wn, 32768, [&](int64_t lo, int64_t hi) { AdamInPlace(W + lo, mW + lo, vW + lo, dW + lo, hi - lo, b1, c1, b2, c2, d1, d2, eps, lr); });
+    AdamInPlace(heap + off[6 * l + 1], heap + off[6 * l + 4], heap + off[6 * l + 5], sc.dw.data() + gb[l], bn, b1, c1, b2, c2, d1, d2, eps, lr);
+  }
+  napi_value result;
+  napi_create_double(env, loss, &result);
+  return result;
+}
+
 napi_value Init(napi_env env, napi_value exports) {
   const napi_property_descriptor props[] = {
       {"load", nullptr, JsLoad, nullptr, nullptr, nullptr, napi_default, nullptr},
@@ -1026,11 +1227,12 @@ napi_value Init(napi_env env, napi_value exports) {
       {"elementwise", nullptr, JsElementwise, nullptr, nullptr, nullptr, napi_default, nullptr},
       {"maxPool", nullptr, JsMaxPool, nullptr, nullptr, nullptr, napi_default, nullptr},
       {"pixels", nullptr, JsPixels, nullptr, nullptr, nullptr, napi_default, nullptr},
+      {"mlpStep", nullptr, JsMlpStep, nullptr, nullptr, nullptr, napi_default, nullptr},
   };
   napi_define_properties(env, exports, sizeof(props) / sizeof(props[0]), props);
   // Bumped whenever the functions above change: src/train/kernels/native.ts refuses another version.
   napi_value version;
-  napi_create_int32(env, 4, &version);
+  napi_create_int32(env, 5, &version);
   napi_set_named_property(env, exports, "apiVersion", version);
   return exports;
 }

@@ -393,6 +393,66 @@ describe('the native addon', { skip: native.ok ? false : `not available: ${nativ
   });
 });
 
+describe('fused MLP step (native)', { skip: native.ok ? false : `not available: ${native.ok ? '' : native.reason}` }, () => {
+  const d = 20;
+  const C = 7;
+  const n = 33;
+  const batch = new ExampleTable(n, d, C);
+  const rng = new Rng(5);
+  for (let i = 0; i < n; i++) {
+    for (let j = 0; j < d; j++) batch.x[i * d + j] = rng.next() * 2 - 1;
+    for (let j = 0; j < C; j++) batch.t[i * C + j] = rng.next() * 6 - 3;
+    batch.y[i] = i % C;
+    batch.row[i] = i;
+  }
+  batch.length = n;
+
+  /** Five steps from the same initial weights; the fused step or tfjs's ops. */
+  async function steps(fused: boolean, alpha: number, T: number) {
+    const before = process.env.KDCACHE_FUSED;
+    process.env.KDCACHE_FUSED = fused ? '1' : '0';
+    try {
+      await initBackend('native');
+      const model = buildMlp([d], [16, 8], C, new Rng(3));
+      const ctx = { model, optimizer: createOptimizer('adam', 1e-2), loss: { alpha, temperature: T, kind: 'kd' as const }, inputShape: [d], classes: C } as Parameters<typeof trainStep>[0];
+      const metrics = new MetricsAccumulator();
+      const losses = Array.from({ length: 5 }, () => trainStep(ctx, batch, metrics));
+      const weights = model.getWeights().map((w) => Float32Array.from(w.dataSync()));
+      const state = (await ctx.optimizer.getWeights()).map((w) => Float32Array.from(w.tensor.dataSync()));
+      return { used: Boolean(ctx.fused), losses, weights, state, metrics: metrics.values() };
+    } finally {
+      if (before === undefined) delete process.env.KDCACHE_FUSED;
+      else process.env.KDCACHE_FUSED = before;
+    }
+  }
+
+  for (const [alpha, T] of [[0.7, 3], [1, 4], [0, 1]] as const) {
+    test(`alpha ${alpha}, T ${T}: the same losses, weights, Adam state and metrics as tfjs's ops`, async () => {
+      const ops = await steps(false, alpha, T);
+      const fused = await steps(true, alpha, T);
+      assert.equal(ops.used, false);
+      assert.equal(fused.used, true);
+      for (let k = 0; k < 5; k++) assert.ok(Math.abs(ops.losses[k] - fused.losses[k]) < 1e-5 * Math.abs(ops.losses[k]), `loss ${k}: ${ops.losses[k]} vs ${fused.losses[k]}`);
+      assert.ok(ops.losses[4] < ops.losses[0], 'training lowers the loss');
+      ops.weights.forEach((w, i) => assert.ok(relDiff(w, fused.weights[i]) < 1e-5, `weight ${i}`));
+      assert.equal(ops.state.length, fused.state.length);
+      ops.state.forEach((w, i) => assert.ok(relDiff(w, fused.state[i]) < 1e-5, `optimizer state ${i}`));
+      assert.equal(fused.metrics.accuracy, ops.metrics.accuracy);
+      assert.equal(fused.metrics.agreement, ops.metrics.agreement);
+    });
+  }
+
+  test('only plain ReLU MLPs with Adam and the kd loss are fused', async () => {
+    await initBackend('native');
+    const ctx = (model: tf.LayersModel, kind: 'kd' | 'mse', opt = 'adam' as 'adam' | 'sgd') => ({ model, optimizer: createOptimizer(opt, 1e-3), loss: { alpha: 1, temperature: 2, kind }, inputShape: [d], classes: C }) as Parameters<typeof trainStep>[0];
+    const tanh = tf.sequential({ layers: [tf.layers.dense({ units: 8, activation: 'tanh', inputShape: [d] }), tf.layers.dense({ units: C })] });
+    for (const [c, want] of [[ctx(buildMlp([d], [8], C, new Rng(1)), 'kd'), true], [ctx(tanh, 'kd'), false], [ctx(buildMlp([d], [8], C, new Rng(1)), 'mse'), false], [ctx(buildMlp([d], [8], C, new Rng(1)), 'kd', 'sgd'), false]] as const) {
+      trainStep(c, batch, new MetricsAccumulator());
+      assert.equal(Boolean(c.fused), want);
+    }
+  });
+});
+
 describe('fused Adam', () => {
   for (const backend of ['cpu', 'wasm', ...(native.ok ? ['native' as const] : [])] as const) {
     test(`${backend}: bit-identical to tf.train.adam, state and checkpoint scalars included`, async () => {

@@ -10,6 +10,7 @@ import type { LossParams } from './losses.js';
 import { MetricsAccumulator, type MetricValues } from './metrics.js';
 import { type ChunkSource, type StreamOptions, streamBatches } from './stream.js';
 import { FusedAdam } from './kernels/adam.js';
+import { type FusedStep, fusedMlpStep } from './kernels/fused-mlp.js';
 import { distillationLoss } from './tf-losses.js';
 
 export interface StepContext {
@@ -19,6 +20,8 @@ export interface StepContext {
   /** per-example student input shape */
   inputShape: number[];
   classes: number;
+  /** the fused native step for this student (kernels/fused-mlp.ts); undefined until first decided */
+  fused?: FusedStep | null;
 }
 
 /** Adam is tfjs's, with its update fused into one kernel call per variable (bit-identical). */
@@ -33,6 +36,8 @@ export function trainStep(ctx: StepContext, batch: ExampleTable, metrics: Metric
   const needTeacher = ctx.loss.alpha > 0;
   const needLabels = ctx.loss.alpha < 1;
   if (needLabels) checkLabels(batch, k);
+  if (ctx.fused === undefined) ctx.fused = ctx.inputShape.length === 1 ? fusedMlpStep(ctx.model, ctx.optimizer, ctx.loss) : null;
+  if (ctx.fused) return checkedLoss(ctx, ctx.fused(batch, metrics));
   const x = tf.tensor(batch.xView(), [n, ...ctx.inputShape], 'float32');
   const t = needTeacher ? tf.tensor2d(batch.tView(), [n, k], 'float32') : null;
   const y = needLabels ? tf.tensor1d(batch.yView(), 'int32') : null;
@@ -44,11 +49,9 @@ export function trainStep(ctx: StepContext, batch: ExampleTable, metrics: Metric
       logits = tf.keep(zs);
       return distillationLoss(zs, t, y, ctx.loss);
     }, true, vars);
-    const value = cost!.dataSync()[0];
+    const raw = cost!.dataSync()[0];
     cost!.dispose();
-    if (!Number.isFinite(value)) {
-      throw new UserError(`the loss became ${value} at a training step; lower --lr (now ${(ctx.optimizer as unknown as { learningRate: number }).learningRate}) or --temperature`);
-    }
+    const value = checkedLoss(ctx, raw);
     const zs = (logits as unknown as tf.Tensor).dataSync() as Float32Array;
     metrics.add(zs, batch.logitsWidth > 0 ? batch.t : null, batch.y, n, k);
     metrics.addLoss(value, n);
@@ -56,6 +59,13 @@ export function trainStep(ctx: StepContext, batch: ExampleTable, metrics: Metric
   } finally {
     tf.dispose([x, ...(t ? [t] : []), ...(y ? [y] : []), ...(logits ? [logits as tf.Tensor] : [])]);
   }
+}
+
+function checkedLoss(ctx: StepContext, value: number): number {
+  if (!Number.isFinite(value)) {
+    throw new UserError(`the loss became ${value} at a training step; lower --lr (now ${(ctx.optimizer as unknown as { learningRate: number }).learningRate}) or --temperature`);
+  }
+  return value;
 }
 
 function checkLabels(batch: ExampleTable, k: number): void {

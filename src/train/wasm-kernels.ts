@@ -48,6 +48,13 @@ const REPLACEABLE = [
 
 let shipped: Record<string, KernelFn | undefined> | null = null;
 
+/** The addon behind the 'native' kernel set while it is installed (the fused MLP step uses it too). */
+let activeNative: NativeAddon | null = null;
+
+export function activeNativeAddon(): NativeAddon | null {
+  return activeNative;
+}
+
 /**
  * Register a kernel set on the wasm backend (call after the backend is set up; calling again with
  * another set switches). Returns the kernels that differ from tfjs-backend-wasm as shipped.
@@ -78,6 +85,7 @@ export function configureWasmKernels(set: WasmKernelSet, native?: NativeAddon): 
   // Pure wasm keeps tfjs's Adam: its SIMD elementwise ops beat a JS loop over the heap.
   if (set === 'native' && native) registerAdamKernel('wasm', nativeAdam(native));
   else unregisterAdamKernel('wasm');
+  activeNative = set === 'native' && native ? native : null;
   const changed: string[] = [];
   for (const name of REPLACEABLE) {
     const fn = kernels[name];
