@@ -1120,15 +1120,17 @@ napi_value JsMlpStep(napi_env env, napi_callback_info info) {
     const float* b = heap + off[6 * l + 1];
     Sgemm(false, false, static_cast<int>(n), dout, din, 1.f, in, din, W, dout, 0.f, out, dout);
     const bool relu = l + 1 < L;
-    ParallelFor(n, 64, [&](int64_t lo, int64_t hi) {
-      for (int64_t r = lo; r < hi; r++) {
+    {
+      // Single-threaded on purpose: small loops between BLAS calls; waking our pool while
+      // OpenBLAS's threads still spin made whole processes run at half speed.
+      for (int64_t r = 0; r < n; r++) {
         float* row = out + r * dout;
         for (int j = 0; j < dout; j++) {
           const float v = row[j] + b[j];
           row[j] = relu && v < 0.f ? 0.f : v;
         }
       }
-    });
+    }
     in = out;
   }
   const float* z = sc.act.data() + aoff[L - 1];
@@ -1193,9 +1195,7 @@ napi_value JsMlpStep(napi_env env, napi_callback_info info) {
       const float* W = heap + off[6 * l];
       Sgemm(false, true, static_cast<int>(n), din, dout, 1.f, g, dout, W, dout, 0.f, gnext, din);
       const float* h = sc.act.data() + aoff[l - 1];
-      ParallelFor(n * din, 65536, [&](int64_t lo, int64_t hi) {
-        for (int64_t i = lo; i < hi; i++) gnext[i] = h[i] > 0.f ? gnext[i] : 0.f;
-      });
+      for (int64_t i = 0; i < n * din; i++) gnext[i] = h[i] > 0.f ? gnext[i] : 0.f;
       std::swap(g, gnext);
     }
   }
@@ -1207,7 +1207,7 @@ napi_value JsMlpStep(napi_env env, napi_callback_info info) {
     float* mW = heap + off[6 * l + 2];
     float* vW = heap + off[6 * l + 3];
     const float* dW = sc.dw.data() + gw[l];
-    ParallelFor(wn, 32768, [&](int64_t lo, int64_t hi) { AdamInPlace(W + lo, mW + lo, vW + lo, dW + lo, hi - lo, b1, c1, b2, c2, d1, d2, eps, lr); });
+    AdamInPlace(W, mW, vW, dW, wn, b1, c1, b2, c2, d1, d2, eps, lr);
     AdamInPlace(heap + off[6 * l + 1], heap + off[6 * l + 4], heap + off[6 * l + 5], sc.dw.data() + gb[l], bn, b1, c1, b2, c2, d1, d2, eps, lr);
   }
   napi_value result;
