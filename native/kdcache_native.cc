@@ -222,31 +222,23 @@ KD_SIMD void MaxArgInto(float* __restrict__ best, int32_t* __restrict__ at, cons
     at[i] = gt ? base + static_cast<int32_t>(i) : at[i];
   }
 }
+// One Adam element in tfjs's float32 order (kernels/adam.ts); inlined into both loops below.
+__attribute__((always_inline)) inline void AdamElement(float w, float m, float v, float g, float b1, float c1, float b2, float c2,
+                                                       float d1, float d2, float eps, float lr, float* wo, float* mo, float* vo) {
+  const float m1 = m * b1 + g * c1;
+  const float v1 = v * b2 + (g * g) * c2;
+  *wo = ((m1 / d1) / (std::sqrt(v1 / d2) + eps)) * lr + w;
+  *mo = m1;
+  *vo = v1;
+}
 KD_SIMD void AdamRows(const float* __restrict__ w, const float* __restrict__ m, const float* __restrict__ v, const float* __restrict__ g,
                       float* __restrict__ wo, float* __restrict__ mo, float* __restrict__ vo, int64_t n,
                       float b1, float c1, float b2, float c2, float d1, float d2, float eps, float lr) {
-  for (int64_t i = 0; i < n; i++) {
-    const float gi = g[i];
-    const float m1 = m[i] * b1 + gi * c1;
-    const float v1 = v[i] * b2 + (gi * gi) * c2;
-    const float step = ((m1 / d1) / (std::sqrt(v1 / d2) + eps)) * lr;
-    wo[i] = step + w[i];
-    mo[i] = m1;
-    vo[i] = v1;
-  }
+  for (int64_t i = 0; i < n; i++) AdamElement(w[i], m[i], v[i], g[i], b1, c1, b2, c2, d1, d2, eps, lr, wo + i, mo + i, vo + i);
 }
-
 KD_SIMD void AdamInPlace(float* w, float* m, float* v, const float* __restrict__ g, int64_t n,
                          float b1, float c1, float b2, float c2, float d1, float d2, float eps, float lr) {
-  for (int64_t i = 0; i < n; i++) {
-    const float gi = g[i];
-    const float m1 = m[i] * b1 + gi * c1;
-    const float v1 = v[i] * b2 + (gi * gi) * c2;
-    const float step = ((m1 / d1) / (std::sqrt(v1 / d2) + eps)) * lr;
-    w[i] = step + w[i];
-    m[i] = m1;
-    v[i] = v1;
-  }
+  for (int64_t i = 0; i < n; i++) AdamElement(w[i], m[i], v[i], g[i], b1, c1, b2, c2, d1, d2, eps, lr, w + i, m + i, v + i);
 }
 
 void Sgemm(bool ta, bool tb, int m, int n, int k, float alpha, const float* a, int lda, const float* b, int ldb, float beta, float* c, int ldc) {
