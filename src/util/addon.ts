@@ -1,7 +1,8 @@
 /**
  * The optional native addon (native/kdcache_native.cc, built by `npm run build` when g++ is
  * present). Loaded at most once per thread; everything that uses it has a JavaScript fallback, so a
- * missing or disabled addon (KDCACHE_NATIVE=0) changes speed, never results.
+ * missing or disabled addon (KDCACHE_NATIVE=0) changes speed: preprocessing stays bit-identical, and
+ * training differs only by float summation order.
  */
 import * as fs from 'node:fs';
 import { createRequire } from 'node:module';
