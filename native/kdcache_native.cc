@@ -667,16 +667,34 @@ bool Bool(Args& a, size_t i, bool* out) {
   return true;
 }
 
-// A Float32Array and an element offset into it, with `need` elements in range.
-bool Floats(Args& a, size_t i, size_t off_index, int64_t need, float** out) {
+// argv[i] as a typed array of type `want` with at least `need` elements: its data (and length);
+// throws `message` otherwise. With `nullable`, null or undefined give data = nullptr.
+bool Typed(Args& a, size_t i, napi_typedarray_type want, int64_t need, const std::string& message, void** data,
+           size_t* length = nullptr, bool nullable = false) {
+  if (nullable) {
+    napi_valuetype vt;
+    napi_typeof(a.env, a.argv[i], &vt);
+    if (vt == napi_null || vt == napi_undefined) {
+      *data = nullptr;
+      return true;
+    }
+  }
   napi_typedarray_type type;
-  size_t length;
-  void* data;
+  size_t len;
   napi_value buffer;
   size_t byte_offset;
-  if (napi_get_typedarray_info(a.env, a.argv[i], &type, &length, &data, &buffer, &byte_offset) != napi_ok || type != napi_float32_array) {
-    return Fail(a.env, "kdcache native: expected a Float32Array at argument " + std::to_string(i));
+  if (napi_get_typedarray_info(a.env, a.argv[i], &type, &len, data, &buffer, &byte_offset) != napi_ok || type != want || static_cast<int64_t>(len) < need) {
+    return Fail(a.env, message);
   }
+  if (length) *length = len;
+  return true;
+}
+
+// A Float32Array and an element offset into it, with `need` elements in range.
+bool Floats(Args& a, size_t i, size_t off_index, int64_t need, float** out) {
+  void* data;
+  size_t length;
+  if (!Typed(a, i, napi_float32_array, 0, "kdcache native: expected a Float32Array at argument " + std::to_string(i), &data, &length)) return false;
   int64_t off;
   if (!Int(a, off_index, &off)) return false;
   if (off < 0 || need < 0 || off + need > static_cast<int64_t>(length)) {
@@ -763,14 +781,8 @@ napi_value JsConv(napi_env env, napi_callback_info info) {
   if (!Int(a, 0, &kind)) return nullptr;
   if (kind < 0 || kind > 5) return Fail(env, "kdcache native: bad conv kind"), nullptr;
   if (kind <= 2 && !g_sgemm) return Fail(env, "kdcache native: BLAS not loaded"), nullptr;
-  napi_typedarray_type type;
-  size_t length;
   void* data;
-  napi_value buffer;
-  size_t byte_offset;
-  if (napi_get_typedarray_info(env, a.argv[7], &type, &length, &data, &buffer, &byte_offset) != napi_ok || type != napi_int32_array || length < 15) {
-    return Fail(env, "kdcache native: conv dims must be an Int32Array of 15"), nullptr;
-  }
+  if (!Typed(a, 7, napi_int32_array, 15, "kdcache native: conv dims must be an Int32Array of 15", &data)) return nullptr;
   const int32_t* d = static_cast<const int32_t*>(data);
   for (int i = 0; i < 15; i++) {
     if (d[i] < (i >= 13 ? -(1 << 20) : 1)) return Fail(env, "kdcache native: bad conv dims"), nullptr;
@@ -862,22 +874,15 @@ napi_value JsAdam(napi_env env, napi_callback_info info) {
   std::lock_guard<std::mutex> serial(g_calls);
   Args a;
   if (!GetArgs(env, info, &a, 11)) return nullptr;
-  napi_typedarray_type type;
-  size_t length;
   void* data;
-  napi_value buffer;
-  size_t byte_offset;
-  if (napi_get_typedarray_info(env, a.argv[1], &type, &length, &data, &buffer, &byte_offset) != napi_ok || type != napi_int32_array || length < 7) {
-    return Fail(env, "kdcache native: adam offsets must be an Int32Array of 7"), nullptr;
-  }
+  size_t length;
+  if (!Typed(a, 1, napi_int32_array, 7, "kdcache native: adam offsets must be an Int32Array of 7", &data)) return nullptr;
   const int32_t* off = static_cast<const int32_t*>(data);
   int64_t n;
   double p[8];
   if (!Int(a, 2, &n)) return nullptr;
   for (int i = 0; i < 8; i++) if (!Num(a, 3 + i, &p[i])) return nullptr;
-  if (napi_get_typedarray_info(env, a.argv[0], &type, &length, &data, &buffer, &byte_offset) != napi_ok || type != napi_float32_array) {
-    return Fail(env, "kdcache native: expected a Float32Array at argument 0"), nullptr;
-  }
+  if (!Typed(a, 0, napi_float32_array, 0, "kdcache native: expected a Float32Array at argument 0", &data, &length)) return nullptr;
   float* heap = static_cast<float*>(data);
   for (int i = 0; i < 7; i++) {
     if (off[i] < 0 || n < 0 || static_cast<int64_t>(off[i]) + n > static_cast<int64_t>(length)) return Fail(env, "kdcache native: adam offsets out of range"), nullptr;
@@ -939,14 +944,8 @@ napi_value JsMaxPool(napi_env env, napi_callback_info info) {
   std::lock_guard<std::mutex> serial(g_calls);
   Args a;
   if (!GetArgs(env, info, &a, 5)) return nullptr;
-  napi_typedarray_type type;
-  size_t length;
   void* data;
-  napi_value buffer;
-  size_t byte_offset;
-  if (napi_get_typedarray_info(env, a.argv[4], &type, &length, &data, &buffer, &byte_offset) != napi_ok || type != napi_int32_array || length < 14) {
-    return Fail(env, "kdcache native: pool dims must be an Int32Array of 14"), nullptr;
-  }
+  if (!Typed(a, 4, napi_int32_array, 14, "kdcache native: pool dims must be an Int32Array of 14", &data)) return nullptr;
   const int32_t* d = static_cast<const int32_t*>(data);
   for (int i = 0; i < 12; i++) if (d[i] < 1) return Fail(env, "kdcache native: bad pool dims"), nullptr;
   float *X, *Y;
@@ -960,14 +959,8 @@ napi_value JsMaxPoolBackprop(napi_env env, napi_callback_info info) {
   std::lock_guard<std::mutex> serial(g_calls);
   Args a;
   if (!GetArgs(env, info, &a, 7)) return nullptr;
-  napi_typedarray_type type;
-  size_t length;
   void* data;
-  napi_value buffer;
-  size_t byte_offset;
-  if (napi_get_typedarray_info(env, a.argv[6], &type, &length, &data, &buffer, &byte_offset) != napi_ok || type != napi_int32_array || length < 14) {
-    return Fail(env, "kdcache native: pool dims must be an Int32Array of 14"), nullptr;
-  }
+  if (!Typed(a, 6, napi_int32_array, 14, "kdcache native: pool dims must be an Int32Array of 14", &data)) return nullptr;
   const int32_t* d = static_cast<const int32_t*>(data);
   for (int i = 0; i < 12; i++) {
     if (d[i] < 1) return Fail(env, "kdcache native: bad pool dims"), nullptr;
@@ -990,26 +983,17 @@ napi_value JsPixels(napi_env env, napi_callback_info info) {
   if (!Int(a, 2, &rows) || !Int(a, 3, &channels) || !Int(a, 4, &plane)) return nullptr;
   if (rows < 0 || channels < 1 || plane < 0) return Fail(env, "kdcache native: bad pixels arguments"), nullptr;
   const int64_t n = rows * channels * plane;
-  napi_typedarray_type type;
-  size_t length;
-  void* data;
-  napi_value buffer;
-  size_t byte_offset;
-  if (napi_get_typedarray_info(env, a.argv[0], &type, &length, &data, &buffer, &byte_offset) != napi_ok || type != napi_uint8_array || static_cast<int64_t>(length) < n) {
-    return Fail(env, "kdcache native: pixels expects a Uint8Array of rows * channels * plane"), nullptr;
+  void *vx, *vy, *vc[2];
+  if (!Typed(a, 0, napi_uint8_array, n, "kdcache native: pixels expects a Uint8Array of rows * channels * plane", &vx) ||
+      !Typed(a, 1, napi_float32_array, n, "kdcache native: pixels expects a Float32Array output of rows * channels * plane", &vy)) {
+    return nullptr;
   }
-  const uint8_t* X = static_cast<const uint8_t*>(data);
-  if (napi_get_typedarray_info(env, a.argv[1], &type, &length, &data, &buffer, &byte_offset) != napi_ok || type != napi_float32_array || static_cast<int64_t>(length) < n) {
-    return Fail(env, "kdcache native: pixels expects a Float32Array output of rows * channels * plane"), nullptr;
-  }
-  float* Y = static_cast<float*>(data);
-  const double* coef[2];
   for (int k = 0; k < 2; k++) {
-    if (napi_get_typedarray_info(env, a.argv[5 + k], &type, &length, &data, &buffer, &byte_offset) != napi_ok || type != napi_float64_array || static_cast<int64_t>(length) < channels) {
-      return Fail(env, "kdcache native: pixels mul/add must be Float64Arrays of one value per channel"), nullptr;
-    }
-    coef[k] = static_cast<const double*>(data);
+    if (!Typed(a, 5 + k, napi_float64_array, channels, "kdcache native: pixels mul/add must be Float64Arrays of one value per channel", &vc[k])) return nullptr;
   }
+  const uint8_t* X = static_cast<const uint8_t*>(vx);
+  float* Y = static_cast<float*>(vy);
+  const double* coef[2] = {static_cast<const double*>(vc[0]), static_cast<const double*>(vc[1])};
   for (int64_t r = 0; r < rows; r++) {
     for (int64_t c = 0; c < channels; c++) {
       const int64_t base = (r * channels + c) * plane;
@@ -1036,34 +1020,24 @@ napi_value JsMlpStep(napi_env env, napi_callback_info info) {
   std::lock_guard<std::mutex> serial(g_calls);
   Args a;
   if (!GetArgs(env, info, &a, 9)) return nullptr;
-  napi_typedarray_type type;
-  size_t length;
-  void* data;
-  napi_value buffer;
-  size_t byte_offset;
-  auto typed = [&](size_t i, napi_typedarray_type want, size_t need, void** out) -> bool {
-    napi_valuetype vt;
-    napi_typeof(env, a.argv[i], &vt);
-    if (vt == napi_null || vt == napi_undefined) { *out = nullptr; return true; }
-    if (napi_get_typedarray_info(env, a.argv[i], &type, &length, &data, &buffer, &byte_offset) != napi_ok || type != want || length < need) {
-      return Fail(env, "kdcache native: mlpStep argument " + std::to_string(i) + " has the wrong type or size");
-    }
-    *out = data;
-    return true;
+  // Null is accepted only for t and y; a null elsewhere fails as the wrong type.
+  auto typed = [&](size_t i, napi_typedarray_type want, int64_t need, void** out, size_t* length = nullptr) {
+    return Typed(a, i, want, need, "kdcache native: mlpStep argument " + std::to_string(i) + " has the wrong type or size", out, length, i == 4 || i == 5);
   };
   void *vheap, *vdims, *voff, *vx, *vt, *vy, *vp, *vz;
-  if (!typed(1, napi_int32_array, 2, &vdims) || !vdims) return Fail(env, "kdcache native: mlpStep dims"), nullptr;
+  if (!typed(1, napi_int32_array, 2, &vdims)) return nullptr;
   const int32_t* dims = static_cast<const int32_t*>(vdims);
   const int L = dims[0];
   if (L < 1 || L > 64) return Fail(env, "kdcache native: mlpStep layer count"), nullptr;
   for (int l = 0; l <= L; l++) if (dims[1 + l] < 1) return Fail(env, "kdcache native: mlpStep layer sizes"), nullptr;
   const int64_t C = dims[1 + L];
   int64_t n;
-  if (!Int(a, 6, &n) || n < 1) return Fail(env, "kdcache native: mlpStep batch size"), nullptr;
-  if (!typed(0, napi_float32_array, 0, &vheap) || !vheap) return Fail(env, "kdcache native: mlpStep heap"), nullptr;
-  const size_t heap_len = length;
+  if (!Int(a, 6, &n)) return nullptr;
+  if (n < 1) return Fail(env, "kdcache native: mlpStep batch size"), nullptr;
+  size_t heap_len;
+  if (!typed(0, napi_float32_array, 0, &vheap, &heap_len)) return nullptr;
   float* heap = static_cast<float*>(vheap);
-  if (!typed(2, napi_int32_array, static_cast<size_t>(6 * L), &voff) || !voff) return Fail(env, "kdcache native: mlpStep offsets"), nullptr;
+  if (!typed(2, napi_int32_array, 6 * L, &voff)) return nullptr;
   const int32_t* off = static_cast<const int32_t*>(voff);
   for (int l = 0; l < L; l++) {
     const int64_t wn = static_cast<int64_t>(dims[1 + l]) * dims[2 + l], bn = dims[2 + l];
@@ -1073,11 +1047,10 @@ napi_value JsMlpStep(napi_env env, napi_callback_info info) {
       if (o < 0 || o + sizes[k] > static_cast<int64_t>(heap_len)) return Fail(env, "kdcache native: mlpStep offsets out of range"), nullptr;
     }
   }
-  if (!typed(3, napi_float32_array, static_cast<size_t>(n * dims[1]), &vx) || !vx) return Fail(env, "kdcache native: mlpStep inputs"), nullptr;
-  if (!typed(4, napi_float32_array, static_cast<size_t>(n * C), &vt)) return nullptr;
-  if (!typed(5, napi_int32_array, static_cast<size_t>(n), &vy)) return nullptr;
-  if (!typed(7, napi_float64_array, 10, &vp) || !vp) return Fail(env, "kdcache native: mlpStep params"), nullptr;
-  if (!typed(8, napi_float32_array, static_cast<size_t>(n * C), &vz) || !vz) return Fail(env, "kdcache native: mlpStep logits"), nullptr;
+  if (!typed(3, napi_float32_array, n * dims[1], &vx) || !typed(4, napi_float32_array, n * C, &vt) || !typed(5, napi_int32_array, n, &vy) ||
+      !typed(7, napi_float64_array, 10, &vp) || !typed(8, napi_float32_array, n * C, &vz)) {
+    return nullptr;
+  }
   const float* x = static_cast<const float*>(vx);
   const float* t = static_cast<const float*>(vt);
   const int32_t* y = static_cast<const int32_t*>(vy);
