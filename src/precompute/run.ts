@@ -8,7 +8,6 @@ import { CONFIG_FILE, MANIFEST_FILE, SHARD_DIR } from '../shards/format.js';
 import { configId, finalizeCache, readSidecars, resolveInside } from '../shards/manifest.js';
 import type { CacheConfig, LabelsInfo, Manifest, Preprocessing, ShardSidecar } from '../shards/manifest-types.js';
 import { combineFidelity } from '../sparse/fidelity.js';
-import type { TeacherOutputFlag } from '../sparse/teacher-output.js';
 import type { TypedArray } from '../util/dtype.js';
 import { DTYPE_BYTES, allocTyped, product } from '../util/dtype.js';
 import { UserError, describeFsError } from '../util/errors.js';
@@ -24,7 +23,8 @@ import {
 } from './storage-options.js';
 import { type Teacher, openTeacher, parseDevice } from './teacher.js';
 
-export interface PrecomputeOptions {
+/** The storage flags (top-k, dtype, teacher output, sampling) are StorageFlags, checked there. */
+export interface PrecomputeOptions extends StorageFlags {
   teacher: string;
   data: string;
   out: string;
@@ -48,17 +48,6 @@ export interface PrecomputeOptions {
   partition?: string;
   partitions?: number;
   writers?: number;
-  /** keep only the k largest values per row (plus the row's log-sum-exp) */
-  topK?: number;
-  /** dtype of the stored values */
-  dtype?: 'float32' | 'float16';
-  teacherOutput?: TeacherOutputFlag;
-  /** second temperature of the top-k fidelity report */
-  reportTemperature?: number;
-  /** store this many draws per row from the teacher's distribution instead of the top-k */
-  sample?: number;
-  /** the temperature the draws are taken at (default 1) */
-  sampleTemperature?: number;
   /** the model's mask or lengths input (default: a second input named like a mask) */
   maskInput?: string;
   /** sequence teachers: the token id that marks padding */
@@ -95,9 +84,7 @@ export async function precomputeLogits(opts: PrecomputeOptions): Promise<Precomp
   const batchSizeWanted = opts.batchSize ?? 256;
   if (!Number.isInteger(batchSizeWanted) || batchSizeWanted < 1) throw new UserError(`--batch-size ${opts.batchSize}: must be a positive integer`);
   const partition = resolvePartition(opts.partition, opts.partitions, opts.env ?? process.env);
-  const storageFlags: StorageFlags = {
-    topK: opts.topK, dtype: opts.dtype, teacherOutput: opts.teacherOutput, reportTemperature: opts.reportTemperature, sample: opts.sample, sampleTemperature: opts.sampleTemperature,
-  };
+  const storageFlags: StorageFlags = opts;
   checkStorageFlags(storageFlags);
   if (opts.padId !== undefined && !Number.isSafeInteger(opts.padId)) throw new UserError(`--pad-id ${opts.padId}: must be an integer token id`);
 

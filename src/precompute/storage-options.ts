@@ -15,12 +15,16 @@ import { UserError } from '../util/errors.js';
 export const DEFAULT_REPORT_TEMPERATURE = 2;
 
 export interface StorageFlags {
+  /** keep only the k largest values per row (plus the row's log-sum-exp) */
   topK?: number;
+  /** dtype of the stored values */
   dtype?: 'float32' | 'float16';
   teacherOutput?: TeacherOutputFlag;
+  /** second temperature of the top-k fidelity report */
   reportTemperature?: number;
-  /** sampled sparse targets: draws per row, and the temperature they are drawn at */
+  /** store this many draws per row from the teacher's distribution instead of the top-k */
   sample?: number;
+  /** the temperature the draws are taken at (default 1) */
   sampleTemperature?: number;
 }
 
