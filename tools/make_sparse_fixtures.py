@@ -9,40 +9,13 @@ Rerun (from the repo root):
     /usr/bin/python3 tools/make_sparse_fixtures.py [outdir]
 """
 import os
-import sys
 
 import numpy as np
-import onnx
-from onnx import TensorProto, helper, numpy_helper
+from onnx import TensorProto, helper
 
-OPSET = 13
-IR_VERSION = 8
-OUT = sys.argv[1] if len(sys.argv) > 1 else os.path.join(
-    os.path.dirname(os.path.abspath(__file__)), "..", "test", "fixtures")
-
-
-def rand(rng, *shape, scale=1.0):
-    return (rng.standard_normal(shape) * scale).astype(np.float32)
-
-
-def init(name, arr):
-    return numpy_helper.from_array(np.asarray(arr), name)
-
-
-def vinfo(name, dtype, shape):
-    return helper.make_tensor_value_info(name, dtype, shape)
-
-
-def save(graph, filename):
-    model = helper.make_model(
-        graph, producer_name="kdcache-fixtures",
-        opset_imports=[helper.make_opsetid("", OPSET)])
-    model.ir_version = IR_VERSION
-    onnx.checker.check_model(model)
-    path = os.path.join(OUT, filename)
-    with open(path, "wb") as f:
-        f.write(model.SerializeToString())
-    print(f"{filename}: {os.path.getsize(path)} bytes")
+# The same output folder, opset and helpers as the other fixtures (run from anywhere: this file's
+# folder is on sys.path when it runs as a script).
+from make_fixtures import OUT, init, rand, save, vinfo
 
 
 def seq_mask_teacher():
