@@ -36,7 +36,7 @@ export function trainStep(ctx: StepContext, batch: ExampleTable, metrics: Metric
   const needTeacher = ctx.loss.alpha > 0;
   const needLabels = ctx.loss.alpha < 1;
   if (needLabels) checkLabels(batch, k);
-  if (ctx.fused === undefined) ctx.fused = ctx.inputShape.length === 1 ? fusedMlpStep(ctx.model, ctx.optimizer, ctx.loss) : null;
+  if (ctx.fused === undefined) ctx.fused = fusedMlpStep(ctx.model, ctx.optimizer, ctx.loss);
   if (ctx.fused) return checkedLoss(ctx, ctx.fused(batch, metrics));
   const x = tf.tensor(batch.xView(), [n, ...ctx.inputShape], 'float32');
   const t = needTeacher ? tf.tensor2d(batch.tView(), [n, k], 'float32') : null;

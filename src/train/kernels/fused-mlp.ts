@@ -28,7 +28,7 @@ interface AdamState {
 const f = Math.fround;
 
 /** The layer sizes [d0, d1, ..., dL] when `model` is a plain ReLU MLP with biases, else null. */
-export function mlpDims(model: tf.LayersModel): number[] | null {
+function mlpDims(model: tf.LayersModel): number[] | null {
   const shape = model.inputs[0]?.shape;
   if (!shape || shape.length !== 2 || typeof shape[1] !== 'number') return null;
   const dims = [shape[1]];
