@@ -135,13 +135,15 @@ async function streamOrPreloaded(kind: 'stream' | 'preloaded', cache: string, da
     const rates: number[] = [];
     for (let e = 0; e < streamEpochs; e++) {
       if (all) {
-        const perm = shuffleInPlace([...Array(all.length).keys()], deriveRng(1, e, RNG_PURPOSE.shuffle));
+        const perm = Int32Array.from(shuffleInPlace([...Array(all.length).keys()], deriveRng(1, e, RNG_PURPOSE.shuffle)));
         const batch = new ExampleTable(batchSize, all.inputWidth, all.logitsWidth);
         const metrics = new MetricsAccumulator();
         const t0 = performance.now();
         for (let b = 0; b < perm.length; b += batchSize) {
           batch.length = 0;
-          for (let i = b; i < Math.min(b + batchSize, perm.length); i++) batch.append(all, perm[i]);
+          // gathered the way the stream fills its batches (one moveRows call per batch)
+          const n = Math.min(batchSize, perm.length - b);
+          batch.appendRows(all, perm.subarray(b, b + n), n);
           trainStep(ctx, batch, metrics);
         }
         rates.push(perm.length / ((performance.now() - t0) / 1000));

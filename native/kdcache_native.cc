@@ -11,6 +11,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <chrono>
 #include <cmath>
 #include <condition_variable>
 #include <cstdint>
@@ -75,13 +76,17 @@ class Pool {
   void Resize(int threads) {
     Stop();
     n_ = std::max(1, threads);
+    active_ = n_;
     stop_ = false;
     for (int i = 1; i < n_; i++) workers_.emplace_back([this, i] { Loop(i); });
   }
   int size() const { return n_; }
+  // Parts a Run may use, at most size(): fewer while another thread of the process needs a core.
+  void SetActive(int threads) { active_ = std::max(1, std::min(threads, n_)); }
+  int active() const { return active_; }
   // Runs fn(part, parts) for every part in [0, parts) across the pool; the caller takes part 0.
   void Run(int parts, const std::function<void(int, int)>& fn) {
-    parts = std::min(parts, n_);
+    parts = std::min(parts, active_);
     if (parts <= 1) {
       fn(0, 1);
       return;
@@ -91,7 +96,7 @@ class Pool {
       job_ = &fn;
       parts_ = parts;
       pending_.store(parts - 1);
-      generation_++;
+      generation_.fetch_add(1, std::memory_order_release);
     }
     cv_.notify_all();
     fn(0, parts);
@@ -108,11 +113,18 @@ class Pool {
     for (;;) {
       const std::function<void(int, int)>* job;
       int parts;
+      // Spin a little before sleeping: the products of one training step follow each other within
+      // microseconds, and a futex wake-up per product would cost more than the spin. Short enough
+      // (~0.1 ms) that an idle pool does not hold a core another thread needs.
+      const auto until = std::chrono::steady_clock::now() + std::chrono::microseconds(100);
+      while (generation_.load(std::memory_order_acquire) == seen && std::chrono::steady_clock::now() < until) {
+        for (int i = 0; i < 64; i++) __builtin_ia32_pause();
+      }
       {
         std::unique_lock<std::mutex> lock(mu_);
-        cv_.wait(lock, [&] { return stop_ || generation_ != seen; });
+        cv_.wait(lock, [&] { return stop_ || generation_.load(std::memory_order_relaxed) != seen; });
         if (stop_) return;
-        seen = generation_;
+        seen = generation_.load(std::memory_order_relaxed);
         job = job_;
         parts = parts_;
       }
@@ -132,6 +144,7 @@ class Pool {
     workers_.clear();
   }
   int n_ = 1;
+  int active_ = 1;
   bool stop_ = false;
   std::vector<std::thread> workers_;
   std::mutex mu_;
@@ -139,7 +152,7 @@ class Pool {
   const std::function<void(int, int)>* job_ = nullptr;
   int parts_ = 0;
   std::atomic<int> pending_{0};
-  uint64_t generation_ = 0;
+  std::atomic<uint64_t> generation_{0};
 };
 
 Pool g_pool;
@@ -156,7 +169,7 @@ inline void Range(int64_t n, int part, int parts, int64_t* lo, int64_t* hi) {
 
 template <typename F>
 void ParallelFor(int64_t n, int64_t min_per_part, F&& body) {
-  int parts = static_cast<int>(std::min<int64_t>(g_pool.size(), std::max<int64_t>(1, n / std::max<int64_t>(1, min_per_part))));
+  int parts = static_cast<int>(std::min<int64_t>(g_pool.active(), std::max<int64_t>(1, n / std::max<int64_t>(1, min_per_part))));
   std::function<void(int, int)> fn = [&](int part, int count) {
     int64_t lo, hi;
     Range(n, part, count, &lo, &hi);
@@ -251,6 +264,31 @@ void Sgemm(bool ta, bool tb, int m, int n, int k, float alpha, const float* a, i
     return;
   }
   g_sgemm(kRowMajor, ta ? kTrans : kNoTrans, tb ? kTrans : kNoTrans, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+}
+
+// One product split across the pool, each part a single-threaded BLAS call on a block of rows or
+// columns of C (the larger side). The fused MLP step uses it instead of OpenBLAS's own threads,
+// whose idle threads spin for ~0.1 s after every product: with a shard decoder on one of two
+// cores, they stalled each step 2-5x even when OpenBLAS was told to use one thread. The pool's
+// threads can be dropped at once (computeThreads) and do not spin for long.
+void ParSgemm(bool ta, bool tb, int m, int n, int k, float alpha, const float* a, int lda, const float* b, int ldb, float beta, float* c, int ldc) {
+  const int64_t work = static_cast<int64_t>(m) * n * k;
+  const bool split_m = m >= n;
+  const int side = split_m ? m : n;
+  const int parts = work < (1 << 20) ? 1 : std::min(g_pool.active(), std::max(1, side / 32));
+  if (parts <= 1) return Sgemm(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+  std::function<void(int, int)> fn = [&](int part, int count) {
+    // block edges on multiples of 16 so the BLAS kernels' register blocks stay whole
+    const int lo = static_cast<int>((static_cast<int64_t>(side) * part / count) & ~15);
+    const int hi = part + 1 == count ? side : static_cast<int>((static_cast<int64_t>(side) * (part + 1) / count) & ~15);
+    if (lo >= hi) return;
+    if (split_m) {
+      Sgemm(ta, tb, hi - lo, n, k, alpha, ta ? a + lo : a + static_cast<int64_t>(lo) * lda, lda, b, ldb, beta, c + static_cast<int64_t>(lo) * ldc, ldc);
+    } else {
+      Sgemm(ta, tb, m, hi - lo, k, alpha, a, lda, tb ? b + static_cast<int64_t>(lo) * ldb : b + lo, ldb, beta, c + lo, ldc);
+    }
+  };
+  g_pool.Run(parts, fn);
 }
 
 // ---- convolutions, NHWC, filters HWIO ([KH, KW, Cin, Cout] = a [K, Cout] matrix) ------------
@@ -370,12 +408,15 @@ bool IsPointwise(const Conv& c) {
 }
 
 int g_threads = 1;
+// The threads the BLAS and the pool use now: g_threads, or fewer while another thread of the
+// process (train-student's shard decoder) is running (see JsComputeThreads).
+int g_threads_now = 1;
 
 // OpenBLAS's own threads for one big product, or one thread per caller when the pool's threads
 // each run their own products.
 struct SingleThreadedBlas {
-  SingleThreadedBlas() { if (g_set_threads && g_threads > 1) g_set_threads(1); }
-  ~SingleThreadedBlas() { if (g_set_threads && g_threads > 1) g_set_threads(g_threads); }
+  SingleThreadedBlas() { if (g_set_threads && g_threads_now > 1) g_set_threads(1); }
+  ~SingleThreadedBlas() { if (g_set_threads && g_threads_now > 1) g_set_threads(g_threads_now); }
 };
 
 // Convolutions run in blocks of whole images, each small enough that its patch matrix stays in
@@ -398,7 +439,7 @@ Blocks ImageBlocks(const Conv& c) {
 template <typename F>
 void ForBlocks(const Conv& c, F&& body) {
   const Blocks bl = ImageBlocks(c);
-  const int parts = static_cast<int>(std::min<int64_t>(g_pool.size(), bl.count));
+  const int parts = static_cast<int>(std::min<int64_t>(g_pool.active(), bl.count));
   SingleThreadedBlas single;
   std::function<void(int, int)> fn = [&](int part, int count) {
     for (int64_t i = part; i < bl.count; i += count) {
@@ -529,7 +570,7 @@ void DepthwiseBackpropFilter(const Conv& c, const float* x, const float* dy, flo
   const int64_t m = c.out_c / c.in_c;
   const int64_t taps = c.k_h * c.k_w;
   // Each part accumulates its own copy of dW (small: taps * out_c); summed at the end.
-  const int parts = static_cast<int>(std::min<int64_t>(g_pool.size(), std::max<int64_t>(1, c.rows() / 64)));
+  const int parts = static_cast<int>(std::min<int64_t>(g_pool.active(), std::max<int64_t>(1, c.rows() / 64)));
   std::vector<float> partial(static_cast<size_t>(parts) * taps * c.out_c, 0.f);
   std::function<void(int, int)> fn = [&](int part, int count) {
     int64_t lo, hi;
@@ -726,7 +767,7 @@ napi_value JsLoad(napi_env env, napi_callback_info info) {
     return nullptr;
   }
   if (threads > 0) {
-    g_threads = static_cast<int>(threads);
+    g_threads = g_threads_now = static_cast<int>(threads);
     if (g_set_threads) g_set_threads(static_cast<int>(threads));
     if (g_pool.size() != threads) g_pool.Resize(static_cast<int>(threads));
   }
@@ -850,7 +891,7 @@ napi_value JsColumnSums(napi_env env, napi_callback_info info) {
   if (rows < 0 || cols < 0) return Fail(env, "kdcache native: bad sizes"), nullptr;
   float *X, *Y;
   if (!Floats(a, 0, 1, rows * cols, &X) || !Floats(a, 4, 5, cols, &Y)) return nullptr;
-  const int parts = static_cast<int>(std::min<int64_t>(g_pool.size(), std::max<int64_t>(1, rows * cols / 65536)));
+  const int parts = static_cast<int>(std::min<int64_t>(g_pool.active(), std::max<int64_t>(1, rows * cols / 65536)));
   std::vector<double> partial(static_cast<size_t>(parts) * cols, 0.0);
   std::function<void(int, int)> fn = [&](int part, int count) {
     int64_t lo, hi;
@@ -1060,6 +1101,9 @@ napi_value JsMlpStep(napi_env env, napi_callback_info info) {
   if ((alpha > 0 && !t) || (alpha < 1 && !y)) return Fail(env, "kdcache native: mlpStep needs teacher logits (alpha > 0) and labels (alpha < 1)"), nullptr;
   for (int64_t i = 0; alpha < 1 && i < n; i++) if (y[i] < 0 || y[i] >= C) return Fail(env, "kdcache native: mlpStep label out of range"), nullptr;
 
+  // The products are split across the pool (ParSgemm), each part on one BLAS thread.
+  SingleThreadedBlas one_blas_thread;
+
   // Activations: layer l's output at act + aoff[l], n x d(l+1) (pre-ReLU values are not kept: a
   // ReLU output is > 0 exactly where its input is).
   std::vector<int64_t> aoff(L + 1, 0);
@@ -1083,7 +1127,7 @@ napi_value JsMlpStep(napi_env env, napi_callback_info info) {
     float* out = sc.act.data() + aoff[l];
     const float* W = heap + off[6 * l];
     const float* b = heap + off[6 * l + 1];
-    Sgemm(false, false, static_cast<int>(n), dout, din, 1.f, in, din, W, dout, 0.f, out, dout);
+    ParSgemm(false, false, static_cast<int>(n), dout, din, 1.f, in, din, W, dout, 0.f, out, dout);
     const bool relu = l + 1 < L;
     {
       // Single-threaded on purpose: these loops are small next to the BLAS calls (measured: a step
@@ -1152,13 +1196,13 @@ napi_value JsMlpStep(napi_env env, napi_callback_info info) {
     gw[l] = dwo;
     gb[l] = dwo + static_cast<int64_t>(din) * dout;
     const float* lin = l == 0 ? x : sc.act.data() + aoff[l - 1];
-    Sgemm(true, false, din, dout, static_cast<int>(n), 1.f, lin, din, g, dout, 0.f, sc.dw.data() + gw[l], dout);
+    ParSgemm(true, false, din, dout, static_cast<int>(n), 1.f, lin, din, g, dout, 0.f, sc.dw.data() + gw[l], dout);
     float* db = sc.dw.data() + gb[l];
     for (int j = 0; j < dout; j++) db[j] = 0.f;
     for (int64_t r = 0; r < n; r++) Accumulate(db, g + r * dout, dout);
     if (l > 0) {
       const float* W = heap + off[6 * l];
-      Sgemm(false, true, static_cast<int>(n), din, dout, 1.f, g, dout, W, dout, 0.f, gnext, din);
+      ParSgemm(false, true, static_cast<int>(n), din, dout, 1.f, g, dout, W, dout, 0.f, gnext, din);
       const float* h = sc.act.data() + aoff[l - 1];
       for (int64_t i = 0; i < n * din; i++) gnext[i] = h[i] > 0.f ? gnext[i] : 0.f;
       std::swap(g, gnext);
@@ -1172,12 +1216,87 @@ napi_value JsMlpStep(napi_env env, napi_callback_info info) {
     float* mW = heap + off[6 * l + 2];
     float* vW = heap + off[6 * l + 3];
     const float* dW = sc.dw.data() + gw[l];
-    AdamInPlace(W, mW, vW, dW, wn, b1, c1, b2, c2, d1, d2, eps, lr);
+    ParallelFor(wn, 1 << 15, [&](int64_t lo, int64_t hi) { AdamInPlace(W + lo, mW + lo, vW + lo, dW + lo, hi - lo, b1, c1, b2, c2, d1, d2, eps, lr); });
     AdamInPlace(heap + off[6 * l + 1], heap + off[6 * l + 4], heap + off[6 * l + 5], sc.dw.data() + gb[l], bn, b1, c1, b2, c2, d1, d2, eps, lr);
   }
   napi_value result;
   napi_create_double(env, loss, &result);
   return result;
+}
+
+// computeThreads(n) -> the threads now used by the BLAS and the loops: n clamped to [1, the count
+// given to load]; 0 restores that count. OpenBLAS splits each product statically between its
+// threads and spins at the joins, so when a third thread takes one of two cores a step can take
+// 4-8x longer (measured: 1.9 ms steps became 8-17 ms while a shard was decoded). One thread fewer
+// while that happens costs far less.
+napi_value JsComputeThreads(napi_env env, napi_callback_info info) {
+  std::lock_guard<std::mutex> serial(g_calls);
+  Args a;
+  if (!GetArgs(env, info, &a, 1)) return nullptr;
+  int64_t n;
+  if (!Int(a, 0, &n)) return nullptr;
+  const int want = n <= 0 ? g_threads : static_cast<int>(std::max<int64_t>(1, std::min<int64_t>(n, g_threads)));
+  if (want != g_threads_now) {
+    if (g_set_threads) g_set_threads(want);
+    g_pool.SetActive(want);
+    g_threads_now = want;
+  }
+  napi_value v;
+  napi_create_int32(env, g_threads_now, &v);
+  return v;
+}
+
+// moveRows(dst, dstStart, src, srcRows Int32Array, count, width, res|null, slots Int32Array|null):
+// for k in order, when `res` is given: dst row dstStart+k <- res row slots[k], then res row
+// slots[k] <- src row srcRows[k] (skipped when srcRows[k] < 0); without `res`:
+// dst row dstStart+k <- src row srcRows[k]. Rows are `width` float32s. The shuffle buffer's
+// evict-and-insert (res = the buffer) and batch gathers: in JavaScript each row copy costs a
+// subarray view, and a random buffer slot is a cache and TLB miss that a prefetch hides here.
+napi_value JsMoveRows(napi_env env, napi_callback_info info) {
+  Args a;
+  if (!GetArgs(env, info, &a, 8)) return nullptr;
+  int64_t dst_start, count, width;
+  if (!Int(a, 1, &dst_start) || !Int(a, 4, &count) || !Int(a, 5, &width)) return nullptr;
+  if (dst_start < 0 || count < 0 || width < 0) return Fail(env, "kdcache native: bad moveRows arguments"), nullptr;
+  void *vd, *vs, *vi, *vr, *vslots;
+  size_t nd, ns, nr = 0;
+  if (!Typed(a, 0, napi_float32_array, (dst_start + count) * width, "kdcache native: moveRows dst is too short", &vd, &nd) ||
+      !Typed(a, 2, napi_float32_array, 0, "kdcache native: moveRows src must be a Float32Array", &vs, &ns) ||
+      !Typed(a, 3, napi_int32_array, count, "kdcache native: moveRows srcRows must be an Int32Array of count", &vi) ||
+      !Typed(a, 6, napi_float32_array, 0, "kdcache native: moveRows res must be a Float32Array or null", &vr, &nr, true) ||
+      !Typed(a, 7, napi_int32_array, vr ? count : 0, "kdcache native: moveRows slots must be an Int32Array of count", &vslots, nullptr, true)) {
+    return nullptr;
+  }
+  if (width == 0) return Undefined(env);  // tables without teacher logits
+  float* dst = static_cast<float*>(vd);
+  const float* src = static_cast<const float*>(vs);
+  float* res = static_cast<float*>(vr);
+  const int32_t* rows = static_cast<const int32_t*>(vi);
+  const int32_t* slots = static_cast<const int32_t*>(vslots);
+  const int64_t src_rows = width > 0 ? static_cast<int64_t>(ns) / width : 0;
+  const int64_t res_rows = width > 0 ? static_cast<int64_t>(nr) / width : 0;
+  for (int64_t k = 0; k < count; k++) {
+    if (rows[k] >= src_rows || (!res && rows[k] < 0) || (res && (slots[k] < 0 || slots[k] >= res_rows))) {
+      return Fail(env, "kdcache native: moveRows row index out of range"), nullptr;
+    }
+  }
+  const size_t bytes = sizeof(float) * static_cast<size_t>(width);
+  const int64_t ahead = 2;
+  for (int64_t k = 0; k < count; k++) {
+    if (k + ahead < count) {
+      const float* next = res ? res + slots[k + ahead] * width : src + rows[k + ahead] * width;
+      for (int64_t j = 0; j < width; j += 16) __builtin_prefetch(next + j);
+    }
+    float* out = dst + (dst_start + k) * width;
+    if (res) {
+      float* slot = res + static_cast<int64_t>(slots[k]) * width;
+      std::memcpy(out, slot, bytes);
+      if (rows[k] >= 0 && src + rows[k] * width != slot) std::memmove(slot, src + static_cast<int64_t>(rows[k]) * width, bytes);
+    } else {
+      std::memcpy(out, src + static_cast<int64_t>(rows[k]) * width, bytes);
+    }
+  }
+  return Undefined(env);
 }
 
 napi_value Init(napi_env env, napi_value exports) {
@@ -1193,11 +1312,13 @@ napi_value Init(napi_env env, napi_value exports) {
       {"maxPool", nullptr, JsMaxPool, nullptr, nullptr, nullptr, napi_default, nullptr},
       {"pixels", nullptr, JsPixels, nullptr, nullptr, nullptr, napi_default, nullptr},
       {"mlpStep", nullptr, JsMlpStep, nullptr, nullptr, nullptr, napi_default, nullptr},
+      {"computeThreads", nullptr, JsComputeThreads, nullptr, nullptr, nullptr, napi_default, nullptr},
+      {"moveRows", nullptr, JsMoveRows, nullptr, nullptr, nullptr, napi_default, nullptr},
   };
   napi_define_properties(env, exports, sizeof(props) / sizeof(props[0]), props);
   // Bumped whenever the functions above change: src/train/kernels/native.ts refuses another version.
   napi_value version;
-  napi_create_int32(env, 5, &version);
+  napi_create_int32(env, 6, &version);
   napi_set_named_property(env, exports, "apiVersion", version);
   return exports;
 }

@@ -2,9 +2,11 @@ import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import { ExampleTable } from '../src/train/examples.js';
 import { Rng, deriveRng, mixSeed, rowHash01, shuffleInPlace } from '../src/train/rng.js';
+import { type MoveRows, moveRowsJs } from '../src/train/row-moves.js';
 import { ShuffleBuffer } from '../src/train/shuffle-buffer.js';
 import { type ChunkSource, memorySource, streamBatches } from '../src/train/stream.js';
 import { countHeldOut, isHeldOut } from '../src/train/validation.js';
+import { loadAddon } from '../src/util/addon.js';
 
 const D = 3;
 const K = 2;
@@ -77,21 +79,85 @@ describe('rng', () => {
   });
 });
 
+/** The reservoir one row at a time, as the buffer's doc describes it: the reference for addRows/drain. */
+function referenceShuffle(src: ExampleTable, capacity: number, rng: Rng): number[] {
+  const held: number[] = [];
+  const out: number[] = [];
+  for (let i = 0; i < src.length; i++) {
+    if (held.length < capacity) held.push(src.row[i]);
+    else {
+      const slot = rng.int(held.length);
+      out.push(held[slot]);
+      held[slot] = src.row[i];
+    }
+  }
+  while (held.length > 0) {
+    const slot = rng.int(held.length);
+    out.push(held[slot]);
+    held[slot] = held[held.length - 1];
+    held.pop();
+  }
+  return out;
+}
+
 describe('shuffle buffer', () => {
-  test('every row exactly once, never more than capacity rows held', () => {
+  test('every row exactly once, never more than capacity rows held, same order as the row-by-row reservoir', () => {
     const [src] = makeChunks([1000]);
     const buf = new ShuffleBuffer(64, D, K, new Rng(1));
     const out = new ExampleTable(1000, D, K);
-    for (let i = 0; i < src.length; i++) {
-      buf.add(src, i, out);
-      assert.ok(buf.size <= 64);
+    const all = Int32Array.from(src.row.subarray(0, 1000));
+    // uneven runs, as streamBatches makes them when batches fill mid-chunk
+    const sizes = [1, 30, 100, 7, 500];
+    for (let p = 0, j = 0; p < 1000; j++) {
+      const want = Math.min(sizes[j % sizes.length], 1000 - p);
+      const batch = new ExampleTable(want, D, K);
+      const used = buf.addRows(src, all, p, want, batch);
+      assert.ok(used > 0 && buf.size <= 64);
+      for (let i = 0; i < batch.length; i++) out.append(batch, i);
+      p += used;
     }
     assert.equal(out.length, 1000 - 64, 'one row out per row in once full');
-    while (buf.takeOne(out));
+    while (buf.drain(out) > 0);
     assert.equal(buf.size, 0);
     const rows = [...out.row.subarray(0, out.length)];
     assert.deepEqual([...rows].sort((a, b) => a - b), [...Array(1000).keys()]);
-    assert.notDeepEqual(rows, [...Array(1000).keys()], 'order changed');
+    assert.deepEqual(rows, referenceShuffle(src, 64, new Rng(1)));
+    for (let i = 0; i < out.length; i++) {
+      const r = out.row[i];
+      assert.deepEqual([...out.x.subarray(i * D, i * D + D)], [r, r + 0.5, -r]);
+      assert.deepEqual([...out.t.subarray(i * K, i * K + K)], [r, -r]);
+      assert.equal(out.y[i], r % 5);
+    }
+  });
+
+  test('the native moveRows makes exactly the moves of moveRowsJs, wide and narrow rows', (t) => {
+    const addon = loadAddon();
+    if (!addon.ok) return t.skip(`native addon: ${addon.reason}`);
+    for (const width of [3, 10, 784]) {
+      const rng = new Rng(width);
+      const fill = (n: number) => Float32Array.from({ length: n * width }, () => rng.next());
+      const src = fill(50);
+      const res = fill(20);
+      const rows = Int32Array.from({ length: 40 }, (_, k) => (k % 7 === 3 ? -1 : rng.int(50)));
+      const slots = Int32Array.from({ length: 40 }, () => rng.int(20));
+      const run = (move: MoveRows, withRes: boolean) => {
+        const dst = new Float32Array(45 * width);
+        const r = res.slice();
+        move(dst, 5, src, withRes ? rows : rows.map(Math.abs), 40, width, withRes ? r : null, withRes ? slots : null);
+        return [dst, r];
+      };
+      assert.deepEqual(run(addon.addon.moveRows.bind(addon.addon), true), run(moveRowsJs, true));
+      assert.deepEqual(run(addon.addon.moveRows.bind(addon.addon), false), run(moveRowsJs, false));
+      // the buffer as its own source: its last rows move into the taken slots
+      const self = (move: MoveRows) => {
+        const r = res.slice();
+        const dst = new Float32Array(3 * width);
+        move(dst, 0, r, Int32Array.of(19, -1, 17), 3, width, r, Int32Array.of(4, 18, 4));
+        return [dst, r];
+      };
+      assert.deepEqual(self(addon.addon.moveRows.bind(addon.addon)), self(moveRowsJs));
+    }
+    assert.throws(() => addon.addon.moveRows(new Float32Array(4), 0, new Float32Array(4), Int32Array.of(9), 1, 4, null, null), /out of range/);
   });
 });
 

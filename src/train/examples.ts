@@ -1,3 +1,5 @@
+import { moveRows } from './row-moves.js';
+
 /**
  * A block of training examples in flat typed arrays: student inputs (already preprocessed and laid
  * out for the student), teacher logits, labels and dataset row indices. Used for decoded shards,
@@ -49,6 +51,19 @@ export class ExampleTable {
 
   append(src: ExampleTable, i: number): void {
     this.put(this.length++, src, i);
+  }
+
+  /** Append rows rows[0..count) of `src` (a gather: one call for a batch's worth of rows). */
+  appendRows(src: ExampleTable, rows: Int32Array, count: number): void {
+    const move = moveRows();
+    const at = this.length;
+    move(this.x, at, src.x, rows, count, this.inputWidth, null, null);
+    move(this.t, at, src.t, rows, count, this.logitsWidth, null, null);
+    for (let k = 0; k < count; k++) {
+      this.y[at + k] = src.y[rows[k]];
+      this.row[at + k] = src.row[rows[k]];
+    }
+    this.length = at + count;
   }
 
   /** The first `length` rows' inputs / logits / labels, as views (no copy). */

@@ -6,6 +6,7 @@
  * across shards without ever holding the dataset.
  */
 import { ExampleTable } from './examples.js';
+import { moveRows } from './row-moves.js';
 import type { Rng } from './rng.js';
 
 export class ShuffleBuffer {
@@ -31,30 +32,72 @@ export class ShuffleBuffer {
   }
 
   /**
-   * Add row `i` of `src`. When the buffer is full, a random resident row is first moved to `out`
-   * (which must have room); returns true when that happened.
+   * Add rows rows[from..from+count) of `src`, in order. While the buffer is filling, rows just go in;
+   * once it is full, each new row first evicts a random resident row to `out`. Stops when `out` is
+   * full and returns how many rows went in. Row by row, the same moves and random draws as adding
+   * one row at a time; the copies of a batch's worth of rows are made by one moveRows call.
    */
-  add(src: ExampleTable, i: number, out: ExampleTable): boolean {
+  addRows(src: ExampleTable, rows: Int32Array, from: number, count: number, out: ExampleTable): number {
     const t = this.table;
+    let used = 0;
     if (!t.full) {
-      t.append(src, i);
-      return false;
+      used = Math.min(count, t.capacity - t.length);
+      t.appendRows(src, rows.subarray(from, from + used), used);
     }
-    const slot = this.rng.int(t.length);
-    out.append(t, slot);
-    t.put(slot, src, i);
-    return true;
+    const m = Math.min(count - used, out.capacity - out.length);
+    if (m <= 0) return used;
+    const slots = this.slotsFor(m);
+    for (let j = 0; j < m; j++) slots[j] = this.rng.int(t.length);
+    this.evict(out, src, rows.subarray(from + used, from + used + m), slots, m);
+    return used + m;
   }
 
-  /** Move one random resident row to `out`; false when empty. */
-  takeOne(out: ExampleTable): boolean {
+  /** Move random resident rows to `out` until it is full or the buffer is empty; returns how many. */
+  drain(out: ExampleTable): number {
     const t = this.table;
-    if (t.length === 0) return false;
-    const slot = this.rng.int(t.length);
-    out.append(t, slot);
-    const last = t.length - 1;
-    if (slot !== last) t.put(slot, t, last);
-    t.length = last;
-    return true;
+    const m = Math.min(t.length, out.capacity - out.length);
+    const slots = this.slotsFor(m);
+    const last = this.lastFor(m);
+    // Each taken slot is refilled with the buffer's last row, so the residents stay in 0..length-1.
+    for (let j = 0, n = t.length; j < m; j++, n--) {
+      slots[j] = this.rng.int(n);
+      last[j] = slots[j] === n - 1 ? -1 : n - 1;
+    }
+    this.evict(out, t, last, slots, m);
+    t.length -= m;
+    return m;
+  }
+
+  /** For j in order: out gets resident slots[j], which is replaced by src row rows[j] (none if < 0). */
+  private evict(out: ExampleTable, src: ExampleTable, rows: Int32Array, slots: Int32Array, m: number): void {
+    const t = this.table;
+    const move = moveRows();
+    const at = out.length;
+    move(out.x, at, src.x, rows, m, t.inputWidth, t.x, slots);
+    move(out.t, at, src.t, rows, m, t.logitsWidth, t.t, slots);
+    for (let j = 0; j < m; j++) {
+      const s = slots[j];
+      out.y[at + j] = t.y[s];
+      out.row[at + j] = t.row[s];
+      const r = rows[j];
+      if (r >= 0) {
+        t.y[s] = src.y[r];
+        t.row[s] = src.row[r];
+      }
+    }
+    out.length = at + m;
+  }
+
+  private slots = new Int32Array(0);
+  private lasts = new Int32Array(0);
+
+  private slotsFor(m: number): Int32Array {
+    if (this.slots.length < m) this.slots = new Int32Array(m);
+    return this.slots;
+  }
+
+  private lastFor(m: number): Int32Array {
+    if (this.lasts.length < m) this.lasts = new Int32Array(m);
+    return this.lasts;
   }
 }

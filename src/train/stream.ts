@@ -16,6 +16,8 @@ export interface ChunkSource {
   /** whether `t` holds teacher logits */
   readonly hasTeacher: boolean;
   load(index: number): Promise<ExampleTable>;
+  /** true while a load runs on another thread of this process (training then leaves it a core) */
+  readonly busy?: boolean;
   /** The stream is done with a table `load` returned: the source may reuse its memory. */
   release?(table: ExampleTable): void;
 }
@@ -87,27 +89,30 @@ export async function* streamBatches(source: ChunkSource, order: readonly number
       // Early loads this pass did not ask for first (another pass came in between) are dropped.
       if (k === 0) started?.clear();
       if (!next) startEarly(following[0]);
-      for (let i = 0; i < chunk.length; i++) {
-        if (opts.keep && !opts.keep(chunk, i)) {
-          opts.onSkip?.(chunk, i);
-          continue;
+      const rows = keptRows(chunk, opts);
+      for (let p = 0; p < rows.length;) {
+        if (buffer) p += buffer.addRows(chunk, rows, p, rows.length - p, batch);
+        else {
+          const m = Math.min(rows.length - p, batch.capacity - batch.length);
+          batch.appendRows(chunk, rows.subarray(p, p + m), m);
+          p += m;
         }
-        if (buffer) buffer.add(chunk, i, batch);
-        else batch.append(chunk, i);
         if (batch.full) {
           yield batch;
           batch.length = 0;
-          if (next) await yieldToEventLoop();
+          // Let a finished load's reply in: the next chunk, or the next pass's first (ChunkSource.busy)
+          if (next || following.length > 0) await yieldToEventLoop();
         }
       }
       source.release?.(chunk);
     }
     startEarly(following[1]);
     if (buffer) {
-      while (buffer.takeOne(batch)) {
+      while (buffer.drain(batch) > 0) {
         if (batch.full) {
           yield batch;
           batch.length = 0;
+          if (following.length > 0) await yieldToEventLoop();
         }
       }
     }
@@ -115,6 +120,17 @@ export async function* streamBatches(source: ChunkSource, order: readonly number
   } finally {
     if (buffer) inUse.delete(buffer);
   }
+}
+
+/** The rows of a chunk that `keep` accepts, in order; onSkip sees the others. */
+function keptRows(chunk: ExampleTable, opts: StreamOptions): Int32Array {
+  const rows = new Int32Array(chunk.length);
+  let n = 0;
+  for (let i = 0; i < chunk.length; i++) {
+    if (!opts.keep || opts.keep(chunk, i)) rows[n++] = i;
+    else opts.onSkip?.(chunk, i);
+  }
+  return n === chunk.length ? rows : rows.subarray(0, n);
 }
 
 function prefetch(source: ChunkSource, index: number): Promise<ExampleTable> {

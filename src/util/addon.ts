@@ -10,7 +10,7 @@ import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 /** The addon's functions as the TypeScript side calls them; native/kdcache_native.cc exports the same number. */
-export const ADDON_API_VERSION = 5;
+export const ADDON_API_VERSION = 6;
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../..');
 export const NATIVE_ADDON = path.join(ROOT, 'native', 'build', 'kdcache_native.node');
@@ -20,6 +20,9 @@ export interface AddonBase {
   apiVersion: number;
   /** y[r, c, j] = float32(x[r, c, j] * mul[c] + add[c]) computed in float64, as JavaScript does */
   pixels(x: Uint8Array, y: Float32Array, rows: number, channels: number, plane: number, mul: Float64Array, add: Float64Array): void;
+  /** see MoveRows in src/train/row-moves.ts */
+  moveRows(dst: Float32Array, dstStart: number, src: Float32Array, srcRows: Int32Array, count: number, width: number,
+    res: Float32Array | null, slots: Int32Array | null): void;
 }
 
 export type AddonLoad<T> = { ok: true; addon: T; file: string } | { ok: false; reason: string };
