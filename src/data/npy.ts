@@ -1,6 +1,6 @@
 import * as fs from 'node:fs/promises';
 import type { DType, TypedArray } from '../util/dtype.js';
-import { DTYPE_BYTES, allocTyped, product } from '../util/dtype.js';
+import { DTYPE_BYTES, allocTyped, product, viewTyped } from '../util/dtype.js';
 import { UserError, describeFsError } from '../util/errors.js';
 import { checkRange } from './memory.js';
 import type { Dataset } from './types.js';
@@ -82,9 +82,10 @@ export async function openNpy(file: string): Promise<Dataset> {
     count,
     exampleShape,
     dtype: header.dtype,
-    async read(start, end) {
+    async read(start, end, scratch) {
       checkRange(file, start, end, count);
-      const out = allocTyped(header.dtype, (end - start) * product(exampleShape));
+      const length = (end - start) * product(exampleShape);
+      const out = scratch && scratch.byteLength >= (end - start) * rowBytes ? viewTyped(header.dtype, new Uint8Array(scratch, 0, (end - start) * rowBytes)) : allocTyped(header.dtype, length);
       const bytes = new Uint8Array(out.buffer, out.byteOffset, out.byteLength);
       let done = 0;
       while (done < bytes.length) {

@@ -10,8 +10,12 @@ export interface Dataset {
   /** per-example shape as stored, e.g. [28, 28] for IDX images */
   readonly exampleShape: number[];
   readonly dtype: DType;
-  /** rows [start, end) as one typed array, C order, length (end - start) * prod(exampleShape) */
-  read(start: number, end: number): Promise<TypedArray>;
+  /**
+   * rows [start, end) as one typed array, C order, length (end - start) * prod(exampleShape). With
+   * `scratch`, a reader may return a view of it instead of a fresh array (the caller then owns the
+   * result only until it reuses the scratch): repeated fresh 8 MB reads cost GC work.
+   */
+  read(start: number, end: number, scratch?: ArrayBuffer): Promise<TypedArray>;
   close(): Promise<void>;
 }
 

@@ -2,10 +2,13 @@
  * Shards decoded on a worker thread. Reading a shard, decoding its Parquet/Arrow columns, joining
  * the data file's rows and preprocessing them costs ~1.4 µs of CPU per row for 784 uint8 pixels
  * (native preprocessing; ~2.6 µs in JavaScript); on the main thread that time comes straight out of
- * training. Here it overlaps with training, and the finished arrays are transferred, not copied.
- * Input arrays of chunks the stream has finished with go back to the thread to be filled again:
- * fresh 30 MB arrays per shard cost page faults and leave the allocator holding freed memory.
- * Same chunks, same order, same errors as cacheSource.
+ * training. Here it overlaps with training.
+ * Inputs are decoded into a few slots of shared memory that live as long as the source: handing
+ * 30 MB arrays back and forth by transfer counts as fresh external memory in each thread every
+ * shard, and V8 answered with full garbage collections in both (measured: 2-8 ms pauses, with
+ * concurrent marking taking CPU from training, after every shard). A slot is reused once the stream
+ * releases its chunk; with none free (a consumer holding many chunks) a load falls back to a fresh
+ * transferred array. Same chunks, same order, same errors as cacheSource.
  */
 import { Worker, isMainThread, parentPort, workerData } from 'node:worker_threads';
 import type { Manifest } from '../shards/manifest-types.js';
@@ -32,10 +35,15 @@ export interface WorkerSourceOptions {
 
 interface Init extends WorkerSourceOptions {
   kind: typeof WORKER_KIND;
+  /** input slots, each room for the largest shard's rows */
+  slots: SharedArrayBuffer[];
 }
 
+/** Current chunk, the next one, and the next pass's first two while this pass ends: three suffice. */
+const SLOTS = 3;
+
 type Reply =
-  | { id: number; x: Float32Array; t: Float32Array; y: Int32Array; row: Float64Array; length: number }
+  | { id: number; x: Float32Array | null; slot: number; t: Float32Array; y: Int32Array; row: Float64Array; length: number }
   | { id: number; error: { message: string; user: boolean; exitCode: number; stack?: string } };
 
 export interface ClosableSource extends ChunkSource {
@@ -43,14 +51,18 @@ export interface ClosableSource extends ChunkSource {
 }
 
 export function workerCacheSource(opts: WorkerSourceOptions): ClosableSource {
-  const init: Init = { kind: WORKER_KIND, ...opts };
+  const width = opts.manifest.preprocessing.input_shape.reduce((a, b) => a * b, 1);
+  const maxRows = opts.manifest.shards.reduce((m, r) => Math.max(m, r.rows), 0);
+  const slots = Array.from({ length: SLOTS }, () => new SharedArrayBuffer(maxRows * width * 4));
+  const init: Init = { kind: WORKER_KIND, ...opts, slots };
   const worker = new Worker(new URL(import.meta.url), { workerData: init });
   // An idle loader must not keep the process alive; pending loads keep it referenced.
   worker.unref();
   const pending = new Map<number, { resolve: (t: ExampleTable) => void; reject: (e: Error) => void }>();
   let nextId = 0;
   let failure: Error | null = null;
-  const produced = new WeakSet<ExampleTable>();
+  /** tables whose inputs live in a slot, and which slot */
+  const produced = new WeakMap<ExampleTable, number>();
   const failAll = (err: Error) => {
     failure ??= err;
     for (const p of pending.values()) p.reject(err);
@@ -67,19 +79,22 @@ export function workerCacheSource(opts: WorkerSourceOptions): ClosableSource {
       p.reject(err);
       return;
     }
-    const table = new ExampleTable(msg.length, opts.manifest.preprocessing.input_shape.reduce((a, b) => a * b, 1), opts.manifest.output.width, { x: msg.x, t: msg.t, y: msg.y, row: msg.row });
+    const x = msg.x ?? new Float32Array(slots[msg.slot], 0, msg.length * width);
+    const table = new ExampleTable(msg.length, width, opts.manifest.output.width, { x, t: msg.t, y: msg.y, row: msg.row });
     table.length = msg.length;
-    produced.add(table);
+    if (!msg.x) produced.set(table, msg.slot);
     p.resolve(table);
   });
   worker.on('error', (err) => failAll(err));
   worker.on('exit', (code) => failAll(new Error(`shard loader thread exited (code ${code})`)));
-  const inputWidth = opts.manifest.preprocessing.input_shape.reduce((a, b) => a * b, 1);
   return {
     chunks: opts.manifest.shards.length,
-    inputWidth,
+    inputWidth: width,
     logitsWidth: opts.manifest.output.width,
     hasTeacher: true,
+    get busy() {
+      return pending.size > 0;
+    },
     load(index: number): Promise<ExampleTable> {
       if (failure) return Promise.reject(failure);
       const id = nextId++;
@@ -90,10 +105,11 @@ export function workerCacheSource(opts: WorkerSourceOptions): ClosableSource {
       });
     },
     release(table: ExampleTable): void {
-      if (failure || !produced.has(table)) return;
+      const slot = produced.get(table);
+      if (failure || slot === undefined) return;
       produced.delete(table);
-      // Detaches table.x here: the table must not be used after release.
-      worker.postMessage({ recycle: table.x }, [table.x.buffer as ArrayBuffer]);
+      // The slot is refilled by a later load: the table must not be used after release.
+      worker.postMessage({ free: slot });
     },
     async close(): Promise<void> {
       failure ??= new Error('shard loader closed');
@@ -114,25 +130,36 @@ async function serve(init: Init): Promise<void> {
   const { openDataset } = await import('../data/open.js');
   const dataset = init.dataset ? await openDataset(init.dataset.file, init.dataset.inputColumn ? { inputColumn: init.dataset.inputColumn } : {}) : null;
   const source = cacheSource({ cacheDir: init.cacheDir, manifest: init.manifest, transform: init.transform, dataset, labels: init.labels, tail: init.tail, temperature: init.temperature });
-  const spare: Float32Array[] = [];
-  port.on('message', async (msg: { id: number; index: number } | { recycle: Float32Array }) => {
-    if ('recycle' in msg) {
-      if (spare.length < 3) spare.push(msg.recycle);
+  const free = init.slots.map((_, i) => i);
+  port.on('message', async (msg: { id: number; index: number } | { free: number }) => {
+    if ('free' in msg) {
+      free.push(msg.free);
       return;
     }
     const { id, index } = msg;
     try {
       const rec = init.manifest.shards[index];
       const width = init.manifest.preprocessing.input_shape.reduce((a, b) => a * b, 1);
-      const k = spare.findIndex((a) => a.length === rec.rows * width);
-      const t = await source.load(index, k >= 0 ? spare.splice(k, 1)[0] : undefined);
+      const slot = free.length > 0 ? free.shift()! : -1;
+      let t: ExampleTable;
+      try {
+        t = await source.load(index, slot >= 0 ? new Float32Array(init.slots[slot], 0, rec.rows * width) : undefined);
+      } catch (err) {
+        if (slot >= 0) free.unshift(slot);
+        throw err;
+      }
       const n = t.length;
-      const x = owned(t.x.subarray(0, n * t.inputWidth));
+      // The transform writes into the slot unless the layout needs its own array (copied in then);
+      // a chunk larger than the slot (one row per sequence position) is transferred instead.
+      const fits = slot >= 0 && n * width * 4 <= init.slots[slot].byteLength;
+      if (slot >= 0 && !fits) free.unshift(slot);
+      if (fits && t.x.buffer !== init.slots[slot]) new Float32Array(init.slots[slot], 0, n * width).set(t.x.subarray(0, n * width));
+      const x = fits ? null : owned(t.x.subarray(0, n * t.inputWidth));
       const tt = owned(t.t.subarray(0, n * t.logitsWidth));
       const y = owned(t.y.subarray(0, n));
       const row = owned(t.row.subarray(0, n));
-      const transfer = [...new Set([x.buffer, tt.buffer, y.buffer, row.buffer])] as ArrayBuffer[];
-      port.postMessage({ id, x, t: tt, y, row, length: n } satisfies Reply, transfer);
+      const transfer = [...new Set([...(x ? [x.buffer] : []), tt.buffer, y.buffer, row.buffer])] as ArrayBuffer[];
+      port.postMessage({ id, x, slot: fits ? slot : -1, t: tt, y, row, length: n } satisfies Reply, transfer);
     } catch (err) {
       const e = err instanceof Error ? err : new Error(String(err));
       port.postMessage({ id, error: { message: e.message, user: e instanceof UserError, exitCode: e instanceof UserError ? e.exitCode : 1, stack: e.stack } } satisfies Reply);

@@ -11,7 +11,7 @@ import { COL_INPUT, CONFIG_FILE, MANIFEST_FILE, type ShardColumns } from '../sha
 import type { Manifest, Preprocessing } from '../shards/manifest-types.js';
 import { readManifest, verifyCache } from '../shards/manifest.js';
 import { readShardFile } from '../shards/reader.js';
-import { type DType, type TypedArray, halfToFloat, product } from '../util/dtype.js';
+import { DTYPE_BYTES, type DType, type TypedArray, halfToFloat, product } from '../util/dtype.js';
 import { UserError, describeFsError } from '../util/errors.js';
 import { halvesToFloats } from '../util/half.js';
 import { ExampleTable } from './examples.js';
@@ -100,6 +100,17 @@ export function cacheSource(opts: CacheSourceOptions): ChunkSource & { load(inde
   const { manifest } = opts;
   const inputWidth = product(opts.transform.pre.input_shape);
   const k = manifest.output.width;
+  // Buffers for raw dataset rows, reused from shard to shard (one per load in flight).
+  const scratches: ArrayBuffer[] = [];
+  const withScratch = async <T>(bytes: number, use: (scratch: ArrayBuffer) => Promise<T>): Promise<T> => {
+    let scratch = scratches.pop();
+    if (!scratch || scratch.byteLength < bytes) scratch = new ArrayBuffer(bytes);
+    try {
+      return await use(scratch);
+    } finally {
+      scratches.push(scratch);
+    }
+  };
   return {
     chunks: manifest.shards.length,
     inputWidth,
@@ -119,8 +130,11 @@ export function cacheSource(opts: CacheSourceOptions): ChunkSource & { load(inde
         throw new UserError(`${where}: logits have ${cols.logitsWidth} values per row, the manifest records ${stored}${kind ? ` (${kind})` : ''}; ${REGENERATE}`);
       }
       const rows = rowIndices(cols, manifest.dataset.count, where);
-      const raw = opts.dataset ? await readDatasetRows(opts.dataset, rows) : shardInputs(cols, manifest, where);
-      const x = transformInputs(raw, manifest.dataset.dtype, cols.rows, opts.transform, into);
+      const x = opts.dataset
+        ? await withScratch(cols.rows * product(opts.dataset.exampleShape) * DTYPE_BYTES[manifest.dataset.dtype], async (scratch) =>
+          // transformInputs always writes a new array (or `into`), so the scratch is free again after it
+          transformInputs(await readDatasetRows(opts.dataset!, rows, scratch), manifest.dataset.dtype, cols.rows, opts.transform, into))
+        : transformInputs(shardInputs(cols, manifest, where), manifest.dataset.dtype, cols.rows, opts.transform, into);
       const t = teacherRows(cols, k, opts.tail ?? 'uniform', opts.temperature ?? 1, manifest.storage.sample_temperature ?? 1);
       const y = new Int32Array(cols.rows).fill(-1);
       if (cols.label) y.set(cols.label);
@@ -164,7 +178,7 @@ function shardInputs(cols: ShardColumns, manifest: Manifest, where: string): Typ
  * Dataset rows for a shard, joined by row index. Shards hold contiguous ascending rows, so this is
  * one range read; any other order is gathered from the covering range.
  */
-export async function readDatasetRows(ds: Dataset, rows: Float64Array): Promise<TypedArray> {
+export async function readDatasetRows(ds: Dataset, rows: Float64Array, scratch?: ArrayBuffer): Promise<TypedArray> {
   const n = rows.length;
   if (n === 0) return new Float32Array(0);
   let lo = rows[0];
@@ -175,8 +189,8 @@ export async function readDatasetRows(ds: Dataset, rows: Float64Array): Promise<
     if (rows[i] < lo) lo = rows[i];
     if (rows[i] > hi) hi = rows[i];
   }
+  if (contiguous) return ds.read(lo, hi + 1, scratch);
   const block = await ds.read(lo, hi + 1);
-  if (contiguous) return block;
   const width = product(ds.exampleShape);
   const out = new (block.constructor as new (n: number) => TypedArray)(n * width);
   for (let i = 0; i < n; i++) {

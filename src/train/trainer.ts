@@ -11,6 +11,7 @@ import { MetricsAccumulator, type MetricValues } from './metrics.js';
 import { type ChunkSource, type StreamOptions, streamBatches } from './stream.js';
 import { FusedAdam } from './kernels/adam.js';
 import { type FusedStep, fusedMlpStep } from './kernels/fused-mlp.js';
+import { shareCores } from './kernels/native.js';
 import { distillationLoss } from './tf-losses.js';
 
 export interface StepContext {
@@ -95,10 +96,15 @@ export async function trainEpoch(
   const metrics = new MetricsAccumulator();
   const start = performance.now();
   let examples = 0;
-  for await (const batch of streamBatches(source, order, stream)) {
-    const loss = trainStep(ctx, batch, metrics);
-    examples += batch.length;
-    onBatch?.(examples, loss);
+  try {
+    for await (const batch of streamBatches(source, order, stream)) {
+      shareCores(source.busy === true);
+      const loss = trainStep(ctx, batch, metrics);
+      examples += batch.length;
+      onBatch?.(examples, loss);
+    }
+  } finally {
+    shareCores(false);
   }
   return { metrics: metrics.values(), seconds: (performance.now() - start) / 1000, examples };
 }
