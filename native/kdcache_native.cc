@@ -1259,8 +1259,8 @@ napi_value JsMoveRows(napi_env env, napi_callback_info info) {
   if (!Int(a, 1, &dst_start) || !Int(a, 4, &count) || !Int(a, 5, &width)) return nullptr;
   if (dst_start < 0 || count < 0 || width < 0) return Fail(env, "kdcache native: bad moveRows arguments"), nullptr;
   void *vd, *vs, *vi, *vr, *vslots;
-  size_t nd, ns, nr = 0;
-  if (!Typed(a, 0, napi_float32_array, (dst_start + count) * width, "kdcache native: moveRows dst is too short", &vd, &nd) ||
+  size_t ns, nr = 0;
+  if (!Typed(a, 0, napi_float32_array, (dst_start + count) * width, "kdcache native: moveRows dst is too short", &vd) ||
       !Typed(a, 2, napi_float32_array, 0, "kdcache native: moveRows src must be a Float32Array", &vs, &ns) ||
       !Typed(a, 3, napi_int32_array, count, "kdcache native: moveRows srcRows must be an Int32Array of count", &vi) ||
       !Typed(a, 6, napi_float32_array, 0, "kdcache native: moveRows res must be a Float32Array or null", &vr, &nr, true) ||
@@ -1273,8 +1273,8 @@ napi_value JsMoveRows(napi_env env, napi_callback_info info) {
   float* res = static_cast<float*>(vr);
   const int32_t* rows = static_cast<const int32_t*>(vi);
   const int32_t* slots = static_cast<const int32_t*>(vslots);
-  const int64_t src_rows = width > 0 ? static_cast<int64_t>(ns) / width : 0;
-  const int64_t res_rows = width > 0 ? static_cast<int64_t>(nr) / width : 0;
+  const int64_t src_rows = static_cast<int64_t>(ns) / width;
+  const int64_t res_rows = static_cast<int64_t>(nr) / width;
   for (int64_t k = 0; k < count; k++) {
     if (rows[k] >= src_rows || (!res && rows[k] < 0) || (res && (slots[k] < 0 || slots[k] >= res_rows))) {
       return Fail(env, "kdcache native: moveRows row index out of range"), nullptr;

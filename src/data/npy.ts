@@ -84,8 +84,8 @@ export async function openNpy(file: string): Promise<Dataset> {
     dtype: header.dtype,
     async read(start, end, scratch) {
       checkRange(file, start, end, count);
-      const length = (end - start) * product(exampleShape);
-      const out = scratch && scratch.byteLength >= (end - start) * rowBytes ? viewTyped(header.dtype, new Uint8Array(scratch, 0, (end - start) * rowBytes)) : allocTyped(header.dtype, length);
+      const need = (end - start) * rowBytes;
+      const out = scratch && scratch.byteLength >= need ? viewTyped(header.dtype, new Uint8Array(scratch, 0, need)) : allocTyped(header.dtype, (end - start) * product(exampleShape));
       const bytes = new Uint8Array(out.buffer, out.byteOffset, out.byteLength);
       let done = 0;
       while (done < bytes.length) {

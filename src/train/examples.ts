@@ -1,4 +1,4 @@
-import { moveRows } from './row-moves.js';
+import { copyRow, moveRows } from './row-moves.js';
 
 /**
  * A block of training examples in flat typed arrays: student inputs (already preprocessed and laid
@@ -38,13 +38,8 @@ export class ExampleTable {
   put(slot: number, src: ExampleTable, i: number): void {
     const d = this.inputWidth;
     const k = this.logitsWidth;
-    this.x.set(src.x.subarray(i * d, i * d + d), slot * d);
-    // A few logits: a loop is cheaper than allocating a subarray view for set().
-    if (k <= 64) {
-      const t = this.t;
-      const st = src.t;
-      for (let j = 0, a = slot * k, b = i * k; j < k; j++) t[a + j] = st[b + j];
-    } else this.t.set(src.t.subarray(i * k, i * k + k), slot * k);
+    copyRow(this.x, slot * d, src.x, i * d, d);
+    copyRow(this.t, slot * k, src.t, i * k, k);
     this.y[slot] = src.y[i];
     this.row[slot] = src.row[i];
   }

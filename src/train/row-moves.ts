@@ -13,7 +13,8 @@ import { type AddonBase, loadAddon } from '../util/addon.js';
 export type MoveRows = (dst: Float32Array, dstStart: number, src: Float32Array, srcRows: Int32Array, count: number, width: number,
   res: Float32Array | null, slots: Int32Array | null) => void;
 
-function copyRow(dst: Float32Array, to: number, src: Float32Array, from: number, width: number): void {
+/** dst[to, to + width) <- src[from, from + width) */
+export function copyRow(dst: Float32Array, to: number, src: Float32Array, from: number, width: number): void {
   // A few values: a loop is cheaper than allocating a subarray view for set().
   if (width <= 64) for (let j = 0; j < width; j++) dst[to + j] = src[from + j];
   else if (dst === src) dst.copyWithin(to, from, from + width);

@@ -46,7 +46,7 @@ export class ShuffleBuffer {
     }
     const m = Math.min(count - used, out.capacity - out.length);
     if (m <= 0) return used;
-    const slots = this.slotsFor(m);
+    const slots = (this.slots = atLeast(this.slots, m));
     for (let j = 0; j < m; j++) slots[j] = this.rng.int(t.length);
     this.evict(out, src, rows.subarray(from + used, from + used + m), slots, m);
     return used + m;
@@ -56,8 +56,8 @@ export class ShuffleBuffer {
   drain(out: ExampleTable): number {
     const t = this.table;
     const m = Math.min(t.length, out.capacity - out.length);
-    const slots = this.slotsFor(m);
-    const last = this.lastFor(m);
+    const slots = (this.slots = atLeast(this.slots, m));
+    const last = (this.lasts = atLeast(this.lasts, m));
     // Each taken slot is refilled with the buffer's last row, so the residents stay in 0..length-1.
     for (let j = 0, n = t.length; j < m; j++, n--) {
       slots[j] = this.rng.int(n);
@@ -88,16 +88,11 @@ export class ShuffleBuffer {
     out.length = at + m;
   }
 
-  private slots = new Int32Array(0);
-  private lasts = new Int32Array(0);
+  /** scratch for evict: the slots drawn, and the rows that refill them */
+  private slots: Int32Array = new Int32Array(0);
+  private lasts: Int32Array = new Int32Array(0);
+}
 
-  private slotsFor(m: number): Int32Array {
-    if (this.slots.length < m) this.slots = new Int32Array(m);
-    return this.slots;
-  }
-
-  private lastFor(m: number): Int32Array {
-    if (this.lasts.length < m) this.lasts = new Int32Array(m);
-    return this.lasts;
-  }
+function atLeast(a: Int32Array, m: number): Int32Array {
+  return a.length >= m ? a : new Int32Array(m);
 }

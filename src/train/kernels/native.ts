@@ -89,6 +89,8 @@ export type NativeLoad = { ok: true; info: NativeInfo } | { ok: false; reason: s
 
 let loaded: NativeLoad | null = null;
 
+const CORES = os.availableParallelism?.() ?? os.cpus().length;
+
 /**
  * Load the addon and its BLAS once per process. KDCACHE_NATIVE=0 disables it; KDCACHE_BLAS names
  * another BLAS library; KDCACHE_THREADS sets the thread count (default: all cores).
@@ -99,7 +101,7 @@ export function loadNative(): NativeLoad {
   if (!base.ok) return (loaded = base);
   const { addon, file } = base;
   try {
-    const threads = Number(process.env.KDCACHE_THREADS) || (os.availableParallelism?.() ?? os.cpus().length);
+    const threads = Number(process.env.KDCACHE_THREADS) || CORES;
     const r = addon.load(process.env.KDCACHE_BLAS ?? '', threads);
     return (loaded = { ok: true, info: { addon, file, blas: r.blas, config: r.config, threads: r.threads } });
   } catch (err) {
@@ -120,8 +122,7 @@ let computing = 0;
 export function shareCores(busy: boolean): void {
   if (!loaded?.ok || loaded.info.threads < 2) return;
   const { addon, threads } = loaded.info;
-  const cores = os.availableParallelism?.() ?? os.cpus().length;
-  const want = busy && threads >= cores ? threads - 1 : threads;
+  const want = busy && threads >= CORES ? threads - 1 : threads;
   if (want !== (computing || threads)) computing = addon.computeThreads(want);
 }
 
