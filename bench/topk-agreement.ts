@@ -1,21 +1,30 @@
 /**
  * Does a student distilled from a top-k cache match the teacher as well as one distilled from the
- * dense cache? Teacher: test/fixtures/wide_teacher.onnx (2048 classes, peaked). The same student is
+ * dense cache? Two teachers (--teacher):
+ *   wide     test/fixtures/wide_teacher.onnx: random weights, 32 -> 32 -> 2048 classes on N(0, 1)
+ *            inputs. A deliberately hard case: its tail is heavy and has no structure.
+ *   triples  bench/models/fmnist_triples_1000.onnx (tools/make_triples_teacher.py): the trained
+ *            Fashion-MNIST teacher over three images side by side, 1000 classes (the garment
+ *            triple), output = joint log-probability. Real confusions in a real trained tail.
+ * The same student is
  * trained from the dense float32 cache, from top-k float16 caches (each --tail) and from sampled
  * caches (--sample k draws at the training temperature), same seed, data and hyperparameters, and
  * scored by top-1 agreement with the teacher on held-out inputs.
  *
- *   node dist/bench/topk-agreement.js [--train 20000] [--test 5000] [--epochs 8] [--seeds 0,1] [--k 32] [--temperature 1,2]
+ *   node dist/bench/topk-agreement.js [--teacher wide|triples] [--train 20000] [--test 5000] [--epochs 8]
+ *        [--seeds 0,1] [--k 32] [--temperature 1,2] [--tails bucket,uniform,ignore] [--student mlp:512]
  */
+import { execFileSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
+import { readIdx } from '../src/data/idx.js';
 import { encodeNpy } from '../src/data/npy.js';
 import { precomputeLogits } from '../src/precompute/run.js';
 import { evaluateModel } from '../src/train/evaluate.js';
 import { trainStudent } from '../src/train/run.js';
 import type { TailMode } from '../src/train/sparse-targets.js';
-import { ROOT, machine, saveResult, table } from './common.js';
+import { MODELS, ROOT, machine, saveResult, table } from './common.js';
 
 const arg = (name: string, dflt: string) => {
   const i = process.argv.indexOf(`--${name}`);
@@ -31,24 +40,50 @@ const TAILS = arg('tails', 'bucket,uniform,ignore').split(',').filter(Boolean) a
 const STUDENT = arg('student', 'mlp:512');
 const SAMPLE = arg('sample', 'yes') === 'yes';
 const DENSE = arg('dense', 'yes') === 'yes';
-const TEACHER = path.join(ROOT, 'test/fixtures/wide_teacher.onnx');
+const TEACHER_KIND = arg('teacher', 'wide');
+if (TEACHER_KIND !== 'wide' && TEACHER_KIND !== 'triples') throw new Error('--teacher must be wide or triples');
+const TEACHER = TEACHER_KIND === 'wide' ? path.join(ROOT, 'test/fixtures/wide_teacher.onnx') : path.join(MODELS, 'fmnist_triples_1000.onnx');
+const TEACHER_NOTE = TEACHER_KIND === 'wide'
+  ? 'test/fixtures/wide_teacher.onnx (32 -> 32 -> 2048 classes, logit std ~5)'
+  : 'bench/models/fmnist_triples_1000.onnx (data/teacher.onnx on 3 images, 1000 classes, joint log-probabilities)';
+const INPUTS_NOTE = TEACHER_KIND === 'wide'
+  ? 'N(0, 1)^32, seeded'
+  : 'Fashion-MNIST triples, uint8 [N, 2352], scale 1/255: train triples from the train images, test triples from the test images (60k/10k from /usr/share/datasets/fashion-mnist, else the bundled 10k/2k), images drawn uniformly with a seeded generator';
 
-/** N(0, 1) inputs from a seeded generator (Box-Muller over mulberry32). */
-function gaussian(n: number, seed: number): Float32Array {
+/** Uniform (0, 1) draws from mulberry32. */
+function uniform(seed: number): () => number {
   let s = seed >>> 0;
-  const u = () => {
+  return () => {
     s = (s + 0x6d2b79f5) >>> 0;
     let t = s;
     t = Math.imul(t ^ (t >>> 15), t | 1);
     t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
     return (((t ^ (t >>> 14)) >>> 0) + 0.5) / 4294967296;
   };
+}
+
+/** N(0, 1) inputs from a seeded generator (Box-Muller). */
+function gaussian(n: number, seed: number): Float32Array {
+  const u = uniform(seed);
   const out = new Float32Array(n);
   for (let i = 0; i < n; i += 2) {
     const r = Math.sqrt(-2 * Math.log(u()));
     const a = 2 * Math.PI * u();
     out[i] = r * Math.cos(a);
     if (i + 1 < n) out[i + 1] = r * Math.sin(a);
+  }
+  return out;
+}
+
+/** `n` rows of three Fashion-MNIST images drawn uniformly (with replacement) from an IDX file. */
+async function triples(file: string, n: number, seed: number): Promise<Uint8Array> {
+  const images = (await readIdx(file)).data as Uint8Array;
+  const count = images.length / 784;
+  const u = uniform(seed);
+  const out = new Uint8Array(n * 3 * 784);
+  for (let i = 0; i < n * 3; i++) {
+    const k = Math.floor(u() * count);
+    out.set(images.subarray(k * 784, (k + 1) * 784), i * 784);
   }
   return out;
 }
@@ -70,20 +105,37 @@ async function main(): Promise<void> {
   try {
     const trainX = path.join(dir, 'train.npy');
     const testX = path.join(dir, 'test.npy');
-    fs.writeFileSync(trainX, encodeNpy(gaussian(TRAIN * 32, 1), 'float32', [TRAIN, 32]));
-    fs.writeFileSync(testX, encodeNpy(gaussian(TEST * 32, 2), 'float32', [TEST, 32]));
+    let scale: number | undefined;
+    if (TEACHER_KIND === 'wide') {
+      fs.writeFileSync(trainX, encodeNpy(gaussian(TRAIN * 32, 1), 'float32', [TRAIN, 32]));
+      fs.writeFileSync(testX, encodeNpy(gaussian(TEST * 32, 2), 'float32', [TEST, 32]));
+    } else {
+      if (!fs.existsSync(TEACHER)) {
+        const python = fs.existsSync('/usr/bin/python3') ? '/usr/bin/python3' : 'python3';
+        execFileSync(python, [path.join(ROOT, 'tools/make_triples_teacher.py')], { stdio: 'inherit' });
+      }
+      // The full 60k/10k set when Debian's dataset-fashion-mnist is installed, else the bundled subset.
+      const full = '/usr/share/datasets/fashion-mnist';
+      const idx = (split: 'train' | 'test') => fs.existsSync(full)
+        ? path.join(full, `${split === 'train' ? 'train' : 't10k'}-images-idx3-ubyte.gz`)
+        : path.join(ROOT, `data/fashion-mnist-${split}-images.idx3-ubyte.gz`);
+      fs.writeFileSync(trainX, encodeNpy(await triples(idx('train'), TRAIN, 1), 'uint8', [TRAIN, 3 * 784]));
+      fs.writeFileSync(testX, encodeNpy(await triples(idx('test'), TEST, 2), 'uint8', [TEST, 3 * 784]));
+      scale = 1 / 255;
+    }
+    const pre = { ...(scale ? { scale } : {}), device: 'cpu' as const, quiet: true };
     const caches = {
       dense: path.join(dir, 'dense'),
       topk: path.join(dir, `top${K}`),
       test: path.join(dir, 'test-dense'),
     };
-    await precomputeLogits({ teacher: TEACHER, data: trainX, out: caches.dense, device: 'cpu', quiet: true });
-    const sparse = await precomputeLogits({ teacher: TEACHER, data: trainX, out: caches.topk, topK: K, dtype: 'float16', device: 'cpu', quiet: true });
-    await precomputeLogits({ teacher: TEACHER, data: testX, out: caches.test, device: 'cpu', quiet: true });
+    await precomputeLogits({ teacher: TEACHER, data: trainX, out: caches.dense, ...pre });
+    const sparse = await precomputeLogits({ teacher: TEACHER, data: trainX, out: caches.topk, topK: K, dtype: 'float16', ...pre });
+    await precomputeLogits({ teacher: TEACHER, data: testX, out: caches.test, ...pre });
     const sampled = new Map<number, string>();
     for (const t of TEMPERATURES) {
       const out = path.join(dir, `sample${K}-T${t}`);
-      if (SAMPLE) await precomputeLogits({ teacher: TEACHER, data: trainX, out, sample: K, sampleTemperature: t, dtype: 'float16', device: 'cpu', quiet: true });
+      if (SAMPLE) await precomputeLogits({ teacher: TEACHER, data: trainX, out, sample: K, sampleTemperature: t, dtype: 'float16', ...pre });
       sampled.set(t, out);
     }
     const sizes: Record<string, number> = Object.fromEntries(Object.entries(caches).map(([k, d]) => [k, JSON.parse(fs.readFileSync(path.join(d, 'manifest.json'), 'utf8')).totals.bytes]));
@@ -129,10 +181,10 @@ async function main(): Promise<void> {
       ['T', 'cache', 'tail', 'agreement (mean)', 'minus dense (pp)', 'KL vs teacher'],
       ...summary.map((s) => [String(s.temperature), String(s.cache), String(s.tail ?? '-'), `${((s.agreement_mean as number) * 100).toFixed(2)}%`, (s.agreement_minus_dense_pp as number).toFixed(2), (s.kl_mean as number).toFixed(4)]),
     ]));
-    const file = saveResult('topk-agreement', {
+    const file = saveResult(TEACHER_KIND === 'wide' ? 'topk-agreement' : 'topk-agreement-triples', {
       bench: 'topk-agreement', date: new Date().toISOString(), machine: machine(),
       setup: {
-        teacher: 'test/fixtures/wide_teacher.onnx (32 -> 32 -> 2048 classes, logit std ~5)', inputs: 'N(0, 1)^32, seeded', train: TRAIN, test: TEST,
+        teacher: TEACHER_NOTE, inputs: INPUTS_NOTE, train: TRAIN, test: TEST,
         student: STUDENT, epochs: EPOCHS, batch_size: 128, lr: 2e-3, alpha: 1, k: K, topk_dtype: 'float16',
         cache_bytes: sizes, topk_fidelity: sparse.fidelity,
         agreement: 'top-1 agreement of the student with the teacher on the held-out inputs (kdcache evaluate with the dense test cache)',
