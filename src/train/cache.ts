@@ -89,7 +89,7 @@ export interface CacheSourceOptions {
   dataset: Dataset | null;
   /** labels for all dataset rows, used when the shards carry none */
   labels: Int32Array | null;
-  /** top-k caches: how the unstored classes become part of the teacher rows (default 'uniform') */
+  /** top-k caches: how the unstored classes become part of the teacher rows (default 'ignore') */
   tail?: TailMode;
   /** sampled caches: the training temperature (the rows depend on it) */
   temperature?: number;
@@ -135,7 +135,7 @@ export function cacheSource(opts: CacheSourceOptions): ChunkSource & { load(inde
           // transformInputs always writes a new array (or `into`), so the scratch is free again after it
           transformInputs(await readDatasetRows(opts.dataset!, rows, scratch), manifest.dataset.dtype, cols.rows, opts.transform, into))
         : transformInputs(shardInputs(cols, manifest, where), manifest.dataset.dtype, cols.rows, opts.transform, into);
-      const t = teacherRows(cols, k, opts.tail ?? 'uniform', opts.temperature ?? 1, manifest.storage.sample_temperature ?? 1);
+      const t = teacherRows(cols, k, opts.tail ?? 'ignore', opts.temperature ?? 1, manifest.storage.sample_temperature ?? 1);
       const y = new Int32Array(cols.rows).fill(-1);
       if (cols.label) y.set(cols.label);
       else if (opts.labels) for (let i = 0; i < cols.rows; i++) y[i] = opts.labels[rows[i]];
