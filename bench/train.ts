@@ -1,7 +1,10 @@
 /**
  * train-student throughput, in one run:
  *  - examples/s streaming from shards vs the same training with all data preloaded in memory
- *    (same student, batch, epochs and step code; alternating runs; median ratio; target >= 0.95);
+ *    (same student, batch, epochs and step code; alternating runs; median ratio; target >= 0.95),
+ *    against two preloaded baselines: the very same batches (shards decoded before the clock
+ *    starts, then the same shard order and shuffle buffer: only where the data comes from differs),
+ *    and a full permutation of all rows gathered into batches (the fastest preloaded loop);
  *  - process RSS while training over a cache >= 10x the shuffle buffer (sampled every 100 ms);
  *  - examples/s of offline distillation (cached logits) per tfjs backend;
  *  - offline vs online distillation (the ONNX teacher run on every batch, every epoch).
@@ -29,6 +32,7 @@ import { ExampleTable } from '../src/train/examples.js';
 import { MetricsAccumulator } from '../src/train/metrics.js';
 import { RNG_PURPOSE, Rng, deriveRng, shuffleInPlace } from '../src/train/rng.js';
 import { trainStudent } from '../src/train/run.js';
+import { memorySource } from '../src/train/stream.js';
 import { createStudent, parseStudentSpec } from '../src/train/students.js';
 import { type StepContext, createOptimizer, trainEpoch, trainStep } from '../src/train/trainer.js';
 import { MODELS, ensureBenchModels, machine, median, saveResult, table } from './common.js';
@@ -99,7 +103,8 @@ async function online(x: Float32Array, n: number): Promise<Row> {
   return { case: 'online (teacher every batch)', backend: info.name, examples_per_second: Math.round(rate), note: 'ONNX teacher + train step per batch' };
 }
 
-interface RateResult { case: 'stream' | 'preloaded'; backend: string; epoch_rates: number[]; examples_per_second: number }
+type RateCase = 'stream' | 'preloaded' | 'preloaded-same-batches';
+interface RateResult { case: RateCase; backend: string; epoch_rates: number[]; examples_per_second: number; final_loss: number | null }
 
 /** The same student, optimizer and seed for both sides of the streaming comparison. */
 async function stepContext(): Promise<{ ctx: StepContext; backend: string }> {
@@ -111,28 +116,34 @@ async function stepContext(): Promise<{ ctx: StepContext; backend: string }> {
 
 /**
  * Streaming: shards read, decoded and joined with the data file one ahead, through the shuffle
- * buffer, as train-student does. Preloaded: every shard decoded into one table before the clock
- * starts, then each epoch a full permutation gathered into batches. Both call the same trainStep.
+ * buffer, as train-student does. Preloaded, same batches: every shard decoded before the clock
+ * starts, then the same trainEpoch (shard order, shuffle buffer, seed) over the tables in memory,
+ * so both train on identical batches (their losses must match). Preloaded: every shard decoded into
+ * one table, then each epoch a full permutation gathered into batches. All call the same trainStep.
  */
-async function streamOrPreloaded(kind: 'stream' | 'preloaded', cache: string, data: string): Promise<RateResult> {
+async function streamOrPreloaded(kind: RateCase, cache: string, data: string): Promise<RateResult> {
   const manifest = await openCache(cache);
   const binding = await bindData(manifest, cache, { data });
   try {
     const { ctx, backend } = await stepContext();
     const transform = { pre: manifest.preprocessing, layout: 'as-is' as const };
     // Streaming reads the shards as train-student does (decoded on its worker thread).
-    const source = kind === 'stream'
+    const loader = kind === 'stream'
       ? workerCacheSource({ cacheDir: cache, manifest, transform, dataset: { file: data, inputColumn: null }, labels: binding.labels })
       : cacheSource({ cacheDir: cache, manifest, transform, dataset: binding.dataset, labels: binding.labels });
     let all: ExampleTable | null = null;
+    const source = kind === 'preloaded-same-batches'
+      ? memorySource(await Promise.all(Array.from({ length: loader.chunks }, (_, c) => loader.load(c))), true)
+      : loader;
     if (kind === 'preloaded') {
       all = new ExampleTable(manifest.rows, source.inputWidth, source.logitsWidth);
       for (let c = 0; c < source.chunks; c++) {
-        const chunk = await source.load(c);
+        const chunk = await loader.load(c);
         for (let i = 0; i < chunk.length; i++) all.append(chunk, i);
       }
     }
     const rates: number[] = [];
+    let finalLoss: number | null = null;
     for (let e = 0; e < streamEpochs; e++) {
       if (all) {
         const perm = Int32Array.from(shuffleInPlace([...Array(all.length).keys()], deriveRng(1, e, RNG_PURPOSE.shuffle)));
@@ -152,11 +163,12 @@ async function streamOrPreloaded(kind: 'stream' | 'preloaded', cache: string, da
         const nextOrder = e + 1 < streamEpochs ? shuffleInPlace([...Array(source.chunks).keys()], deriveRng(1, e + 1, RNG_PURPOSE.shardOrder)) : undefined;
         const r = await trainEpoch(ctx, source, order, { batchSize, shuffleBuffer: Math.min(10_000, manifest.rows), rng: deriveRng(1, e, RNG_PURPOSE.shuffle), nextOrder });
         rates.push(r.examples / r.seconds);
+        finalLoss = r.metrics.loss ?? null;
       }
     }
-    if ('close' in source) await (source as ClosableSource).close();
+    if ('close' in loader) await (loader as ClosableSource).close();
     // The first epoch includes tfjs warm-up (kernel compilation, heap growth): not counted.
-    return { case: kind, backend, epoch_rates: rates.map(Math.round), examples_per_second: Math.round(median(rates.slice(1))) };
+    return { case: kind, backend, epoch_rates: rates.map(Math.round), examples_per_second: Math.round(median(rates.slice(1))), final_loss: finalLoss };
   } finally {
     await binding.dataset?.close();
   }
@@ -254,7 +266,7 @@ async function runCase(name: string): Promise<void> {
   const data = flag('data');
   const tmp = flag('tmp');
   let row: Row | RateResult | RssResult | null;
-  if (name === 'stream' || name === 'preloaded') row = await streamOrPreloaded(name, cache, data);
+  if (name === 'stream' || name === 'preloaded' || name === 'preloaded-same-batches') row = await streamOrPreloaded(name, cache, data);
   else if (name === 'rss') row = await rssCase(cache, tmp);
   else if (name === 'online') {
     row = await online(Float32Array.from(randomBytes(rows), (v) => v / 255), rows);
@@ -288,22 +300,31 @@ async function main(): Promise<void> {
     writeRandomNpy(streamData, streamRows);
     const streamCache = path.join(tmp, 'cache-stream');
     await precomputeLogits({ teacher: CHEAP_TEACHER, data: streamData, out: streamCache, scale: 1 / 255, device: 'cpu', quiet: true });
-    const pairs: { stream: RateResult; preloaded: RateResult; ratio: number }[] = [];
+    // Each rep runs the three cases in a rotated order, so drift in machine load hits all of them.
+    const CASES: RateCase[] = ['stream', 'preloaded-same-batches', 'preloaded'];
+    const reps3: { stream: RateResult; same: RateResult; preloaded: RateResult; ratio_same_batches: number; ratio: number }[] = [];
     for (let i = 0; i < reps; i++) {
-      const first = i % 2 === 0 ? 'stream' : 'preloaded';
-      const a = runIn<RateResult>(first, streamCache, streamData)!;
-      const b = runIn<RateResult>(first === 'stream' ? 'preloaded' : 'stream', streamCache, streamData)!;
-      const [st, pre] = first === 'stream' ? [a, b] : [b, a];
-      pairs.push({ stream: st, preloaded: pre, ratio: st.examples_per_second / pre.examples_per_second });
-      process.stderr.write(`stream ${st.examples_per_second} ex/s vs preloaded ${pre.examples_per_second} ex/s (${st.backend}): ${(st.examples_per_second / pre.examples_per_second).toFixed(3)}\n`);
+      const got = new Map<RateCase, RateResult>();
+      for (let j = 0; j < CASES.length; j++) {
+        const c = CASES[(i + j) % CASES.length];
+        got.set(c, runIn<RateResult>(c, streamCache, streamData)!);
+      }
+      const st = got.get('stream')!;
+      const same = got.get('preloaded-same-batches')!;
+      const pre = got.get('preloaded')!;
+      reps3.push({ stream: st, same, preloaded: pre, ratio_same_batches: st.examples_per_second / same.examples_per_second, ratio: st.examples_per_second / pre.examples_per_second });
+      process.stderr.write(`stream ${st.examples_per_second} ex/s vs preloaded same batches ${same.examples_per_second} (${(st.examples_per_second / same.examples_per_second).toFixed(3)}; final loss ${st.final_loss} vs ${same.final_loss}) vs preloaded permutation ${pre.examples_per_second} (${(st.examples_per_second / pre.examples_per_second).toFixed(3)}), ${st.backend}\n`);
     }
     const streamVsPreloaded = {
-      rows: streamRows, shards: Math.ceil(streamRows / 10_000), epochs: streamEpochs, shuffle_buffer: 10_000, backend: pairs[0].stream.backend, reps,
-      stream_examples_per_second: median(pairs.map((p) => p.stream.examples_per_second)),
-      preloaded_examples_per_second: median(pairs.map((p) => p.preloaded.examples_per_second)),
-      median_ratio: Math.round(median(pairs.map((p) => p.ratio)) * 1000) / 1000,
+      rows: streamRows, shards: Math.ceil(streamRows / 10_000), epochs: streamEpochs, shuffle_buffer: 10_000, backend: reps3[0].stream.backend, reps,
+      stream_examples_per_second: median(reps3.map((p) => p.stream.examples_per_second)),
+      preloaded_same_batches_examples_per_second: median(reps3.map((p) => p.same.examples_per_second)),
+      preloaded_examples_per_second: median(reps3.map((p) => p.preloaded.examples_per_second)),
+      median_ratio_same_batches: Math.round(median(reps3.map((p) => p.ratio_same_batches)) * 1000) / 1000,
+      median_ratio: Math.round(median(reps3.map((p) => p.ratio)) * 1000) / 1000,
+      same_batches_identical_loss: reps3.every((p) => p.stream.final_loss === p.same.final_loss),
       target: 0.95,
-      pairs,
+      runs: reps3,
     };
     fs.rmSync(streamCache, { recursive: true, force: true });
 
@@ -336,7 +357,8 @@ async function main(): Promise<void> {
     // E epochs: offline pays the teacher once (precompute), online pays it every epoch.
     const speedup = (E: number) => ((E * rows) / onlineRate) / (rows / precomputeRate + (E * rows) / wasmOffline);
     process.stdout.write(`\nstreaming vs preloaded (${streamRows} rows, ${streamVsPreloaded.shards} shards, shuffle buffer 10000, ${streamEpochs} epochs, ${reps} alternating pairs, ${streamVsPreloaded.backend}): `
-      + `${streamVsPreloaded.stream_examples_per_second} vs ${streamVsPreloaded.preloaded_examples_per_second} ex/s, median ratio ${streamVsPreloaded.median_ratio} (target >= 0.95)\n`);
+      + `${streamVsPreloaded.stream_examples_per_second} ex/s; preloaded with the same batches ${streamVsPreloaded.preloaded_same_batches_examples_per_second} ex/s, median ratio ${streamVsPreloaded.median_ratio_same_batches}`
+      + ` (identical losses: ${streamVsPreloaded.same_batches_identical_loss}); preloaded as one permuted table ${streamVsPreloaded.preloaded_examples_per_second} ex/s, median ratio ${streamVsPreloaded.median_ratio} (target >= 0.95)\n`);
     process.stdout.write(`RSS, ${rss.cache_rows} rows (${(rss.cache_bytes_decoded / 2 ** 20).toFixed(0)} MB decoded, ${(rss.cache_bytes_on_disk / 2 ** 20).toFixed(0)} MB on disk) with shuffle buffer ${rss.shuffle_buffer}: `
       + `min ${rss.rss_mb.min} / max ${rss.rss_mb.max} / last ${rss.rss_mb.last} MB over ${rss.samples} samples (2 epochs); `
       + `second epoch ${rss.epoch2_rss_mb.min}-${rss.epoch2_rss_mb.max} MB, slope ${rss.epoch2_slope_mb_per_100k_rows} MB per 100k rows (whole run ${rss.slope_mb_per_100k_rows}, warm-up included)\n`);
