@@ -15,9 +15,16 @@ export function machine() {
 /** Benchmark teachers are generated (deterministic random weights), not committed: they are large. */
 export function ensureBenchModels(): void {
   if (fs.existsSync(path.join(MODELS, 'mlp_784_4096x3_10.onnx'))) return;
-  const python = fs.existsSync('/usr/bin/python3') ? '/usr/bin/python3' : 'python3';
   process.stderr.write(`generating benchmark models into ${MODELS} (needs python3-onnx: apt-get install python3-onnx)\n`);
-  execFileSync(python, [path.join(ROOT, 'tools/make_bench_models.py'), MODELS], { stdio: 'inherit' });
+  runPythonTool('make_bench_models.py', [MODELS]);
+}
+
+/** Debian's python3, where python3-onnx and python3-torch import (the python3 on PATH may be another build). */
+export const PYTHON = fs.existsSync('/usr/bin/python3') ? '/usr/bin/python3' : 'python3';
+
+/** Run tools/<script> under PYTHON. */
+export function runPythonTool(script: string, args: string[] = []): void {
+  execFileSync(PYTHON, [path.join(ROOT, 'tools', script), ...args], { stdio: 'inherit' });
 }
 
 export function median(xs: number[]): number {

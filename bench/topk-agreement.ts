@@ -14,7 +14,6 @@
  *   node dist/bench/topk-agreement.js [--teacher wide|triples] [--train 20000] [--test 5000] [--epochs 8]
  *        [--seeds 0,1] [--k 32] [--temperature 1,2] [--tails bucket,uniform,ignore] [--student mlp:512]
  */
-import { execFileSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
@@ -24,7 +23,8 @@ import { precomputeLogits } from '../src/precompute/run.js';
 import { evaluateModel } from '../src/train/evaluate.js';
 import { trainStudent } from '../src/train/run.js';
 import type { TailMode } from '../src/train/sparse-targets.js';
-import { MODELS, ROOT, machine, saveResult, table } from './common.js';
+import { Rng } from '../src/train/rng.js';
+import { MODELS, ROOT, machine, runPythonTool, saveResult, table } from './common.js';
 
 const arg = (name: string, dflt: string) => {
   const i = process.argv.indexOf(`--${name}`);
@@ -50,16 +50,10 @@ const INPUTS_NOTE = TEACHER_KIND === 'wide'
   ? 'N(0, 1)^32, seeded'
   : 'Fashion-MNIST triples, uint8 [N, 2352], scale 1/255: train triples from the train images, test triples from the test images (60k/10k from /usr/share/datasets/fashion-mnist, else the bundled 10k/2k), images drawn uniformly with a seeded generator';
 
-/** Uniform (0, 1) draws from mulberry32. */
+/** Uniform draws in the open interval (0, 1) (Box-Muller takes a log), from the project's Rng. */
 function uniform(seed: number): () => number {
-  let s = seed >>> 0;
-  return () => {
-    s = (s + 0x6d2b79f5) >>> 0;
-    let t = s;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return (((t ^ (t >>> 14)) >>> 0) + 0.5) / 4294967296;
-  };
+  const rng = new Rng(seed);
+  return () => (rng.nextU32() + 0.5) / 4294967296;
 }
 
 /** N(0, 1) inputs from a seeded generator (Box-Muller). */
@@ -110,10 +104,7 @@ async function main(): Promise<void> {
       fs.writeFileSync(trainX, encodeNpy(gaussian(TRAIN * 32, 1), 'float32', [TRAIN, 32]));
       fs.writeFileSync(testX, encodeNpy(gaussian(TEST * 32, 2), 'float32', [TEST, 32]));
     } else {
-      if (!fs.existsSync(TEACHER)) {
-        const python = fs.existsSync('/usr/bin/python3') ? '/usr/bin/python3' : 'python3';
-        execFileSync(python, [path.join(ROOT, 'tools/make_triples_teacher.py')], { stdio: 'inherit' });
-      }
+      if (!fs.existsSync(TEACHER)) runPythonTool('make_triples_teacher.py');
       // The full 60k/10k set when Debian's dataset-fashion-mnist is installed, else the bundled subset.
       const full = '/usr/share/datasets/fashion-mnist';
       const idx = (split: 'train' | 'test') => fs.existsSync(full)

@@ -20,10 +20,9 @@
  * fastest backend and >= 0.7x with pure wasm; CNN >= 0.8x with the fastest.
  */
 import { spawnSync } from 'node:child_process';
-import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { ROOT, machine, median, saveResult, table } from './common.js';
+import { PYTHON, ROOT, machine, median, saveResult, table } from './common.js';
 import { MODELS, type ModelName, type SpeedResult, loadPerCore, measureInProcess } from './train-speed.js';
 
 const arg = (name: string, fallback: string) => (process.argv.includes(`--${name}`) ? process.argv[process.argv.indexOf(`--${name}`) + 1] : fallback);
@@ -31,7 +30,6 @@ const seconds = Number(arg('seconds', '10'));
 const reps = Number(arg('reps', '3'));
 const models = arg('models', 'mlp,cnn').split(',') as ModelName[];
 const threads = Number(arg('threads', String(os.cpus().length)));
-const PYTHON = fs.existsSync('/usr/bin/python3') ? '/usr/bin/python3' : 'python3';
 const TARGETS = { mlp: { fastest: 1.5, wasm: 0.7 }, cnn: { fastest: 0.8, wasm: null } } as const;
 
 interface TorchResult { framework: string; examples_per_second: number; examples_per_cpu_second: number; median_ms_per_step: number; threads: number; blas: string }
