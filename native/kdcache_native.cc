@@ -1316,7 +1316,7 @@ napi_value Init(napi_env env, napi_value exports) {
       {"moveRows", nullptr, JsMoveRows, nullptr, nullptr, nullptr, napi_default, nullptr},
   };
   napi_define_properties(env, exports, sizeof(props) / sizeof(props[0]), props);
-  // Bumped whenever the functions above change: src/train/kernels/native.ts refuses another version.
+  // Bumped whenever the functions above change: src/util/addon.ts (ADDON_API_VERSION) refuses another version.
   napi_value version;
   napi_create_int32(env, 6, &version);
   napi_set_named_property(env, exports, "apiVersion", version);

@@ -12,6 +12,7 @@
  */
 import { Worker, isMainThread, parentPort, workerData } from 'node:worker_threads';
 import type { Manifest } from '../shards/manifest-types.js';
+import { product } from '../util/dtype.js';
 import { UserError } from '../util/errors.js';
 import { type InputTransform, cacheSource } from './cache.js';
 import type { TailMode } from './sparse-targets.js';
@@ -51,7 +52,7 @@ export interface ClosableSource extends ChunkSource {
 }
 
 export function workerCacheSource(opts: WorkerSourceOptions): ClosableSource {
-  const width = opts.manifest.preprocessing.input_shape.reduce((a, b) => a * b, 1);
+  const width = product(opts.manifest.preprocessing.input_shape);
   const maxRows = opts.manifest.shards.reduce((m, r) => Math.max(m, r.rows), 0);
   const slots = Array.from({ length: SLOTS }, () => new SharedArrayBuffer(maxRows * width * 4));
   const init: Init = { kind: WORKER_KIND, ...opts, slots };
@@ -131,6 +132,7 @@ async function serve(init: Init): Promise<void> {
   const dataset = init.dataset ? await openDataset(init.dataset.file, init.dataset.inputColumn ? { inputColumn: init.dataset.inputColumn } : {}) : null;
   const source = cacheSource({ cacheDir: init.cacheDir, manifest: init.manifest, transform: init.transform, dataset, labels: init.labels, tail: init.tail, temperature: init.temperature });
   const free = init.slots.map((_, i) => i);
+  const width = product(init.manifest.preprocessing.input_shape);
   port.on('message', async (msg: { id: number; index: number } | { free: number }) => {
     if ('free' in msg) {
       free.push(msg.free);
@@ -139,7 +141,6 @@ async function serve(init: Init): Promise<void> {
     const { id, index } = msg;
     try {
       const rec = init.manifest.shards[index];
-      const width = init.manifest.preprocessing.input_shape.reduce((a, b) => a * b, 1);
       const slot = free.length > 0 ? free.shift()! : -1;
       let t: ExampleTable;
       try {

@@ -30,12 +30,12 @@ export interface NativeAddon extends AddonBase {
   adam(heap: Float32Array, offsets: Int32Array, n: number, b1: number, c1: number, b2: number, c2: number, d1: number, d2: number, eps: number, negLr: number): void;
   elementwise(op: number, x: Float32Array, xOff: number, n: number, b: Float32Array | null, bOff: number, bn: number, y: Float32Array, yOff: number, alpha: number): void;
   maxPool(x: Float32Array, xOff: number, y: Float32Array, yOff: number, dims: Int32Array): void;
-  /** one Adam step of an MLP student, in place in the heap; returns the batch loss (fused-mlp.ts) */
   /**
    * Threads for the BLAS and the loops from now on, at most load's count (0 restores it); returns
    * the count in effect.
    */
   computeThreads(n: number): number;
+  /** one Adam step of an MLP student, in place in the heap; returns the batch loss (fused-mlp.ts) */
   mlpStep(heap: Float32Array, dims: Int32Array, offsets: Int32Array, x: Float32Array, t: Float32Array | null, y: Int32Array | null,
     n: number, params: Float64Array, logits: Float32Array): number;
 }
