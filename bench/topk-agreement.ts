@@ -13,6 +13,12 @@
  *
  *   node dist/bench/topk-agreement.js [--teacher wide|triples] [--train 20000] [--test 5000] [--epochs 8]
  *        [--seeds 0,1] [--k 32] [--temperature 1,2] [--tails bucket,uniform,ignore] [--student mlp:512]
+ *        [--sample yes|no] [--dense yes|no] [--name <result file name>]
+ *
+ * bench/results/topk-agreement-triples-sampled.json came from
+ *   --teacher triples --train 60000 --test 10000 --epochs 10 --seeds 0,1,2 --temperature 4
+ *   --tails '' --student mlp:256 --dense no --name topk-agreement-triples-sampled
+ * (its dense figures are in topk-agreement-triples.json: same seeds and setup).
  */
 import * as fs from 'node:fs';
 import * as os from 'node:os';
@@ -172,7 +178,7 @@ async function main(): Promise<void> {
       ['T', 'cache', 'tail', 'agreement (mean)', 'minus dense (pp)', 'KL vs teacher'],
       ...summary.map((s) => [String(s.temperature), String(s.cache), String(s.tail ?? '-'), `${((s.agreement_mean as number) * 100).toFixed(2)}%`, (s.agreement_minus_dense_pp as number).toFixed(2), (s.kl_mean as number).toFixed(4)]),
     ]));
-    const file = saveResult(TEACHER_KIND === 'wide' ? 'topk-agreement' : 'topk-agreement-triples', {
+    const file = saveResult(arg('name', TEACHER_KIND === 'wide' ? 'topk-agreement' : 'topk-agreement-triples'), {
       bench: 'topk-agreement', date: new Date().toISOString(), machine: machine(),
       setup: {
         teacher: TEACHER_NOTE, inputs: INPUTS_NOTE, train: TRAIN, test: TEST,
