@@ -1049,7 +1049,7 @@ napi_value JsPixels(napi_env env, napi_callback_info info) {
 // small student. Same maths as tf-losses.ts + tfjs's Dense gradients + kernels/adam.ts (float32 Adam
 // in tfjs's order); only summation orders differ.
 struct MlpScratch {
-  std::vector<float> act, grad, dw, tmp;
+  std::vector<float> act, grad, dw;
 };
 MlpScratch g_mlp;
 
@@ -1108,16 +1108,15 @@ napi_value JsMlpStep(napi_env env, napi_callback_info info) {
   // ReLU output is > 0 exactly where its input is).
   std::vector<int64_t> aoff(L + 1, 0);
   for (int l = 0; l < L; l++) aoff[l + 1] = aoff[l] + n * dims[2 + l];
-  int64_t wmax = 0, dmax = 0;
+  // dmax: the widest layer input; wtotal: every weight and bias, the size of the gradients
+  int64_t dmax = 0, wtotal = 0;
   for (int l = 0; l < L; l++) {
-    wmax = std::max<int64_t>(wmax, static_cast<int64_t>(dims[1 + l]) * dims[2 + l] + dims[2 + l]);
     dmax = std::max<int64_t>(dmax, dims[1 + l]);
+    wtotal += static_cast<int64_t>(dims[1 + l]) * dims[2 + l] + dims[2 + l];
   }
   MlpScratch& sc = g_mlp;
   sc.act.resize(aoff[L]);
   sc.grad.resize(n * std::max<int64_t>(C, dmax) * 2);
-  int64_t wtotal = 0;
-  for (int l = 0; l < L; l++) wtotal += static_cast<int64_t>(dims[1 + l]) * dims[2 + l] + dims[2 + l];
   sc.dw.resize(wtotal);
 
   // forward
@@ -1129,15 +1128,13 @@ napi_value JsMlpStep(napi_env env, napi_callback_info info) {
     const float* b = heap + off[6 * l + 1];
     ParSgemm(false, false, static_cast<int>(n), dout, din, 1.f, in, din, W, dout, 0.f, out, dout);
     const bool relu = l + 1 < L;
-    {
-      // Single-threaded on purpose: these loops are small next to the BLAS calls (measured: a step
-      // is no slower than with the thread pool), and they keep OpenBLAS the only threaded code here.
-      for (int64_t r = 0; r < n; r++) {
-        float* row = out + r * dout;
-        for (int j = 0; j < dout; j++) {
-          const float v = row[j] + b[j];
-          row[j] = relu && v < 0.f ? 0.f : v;
-        }
+    // Single-threaded on purpose: this loop is small next to the products (measured: a step is no
+    // slower than with the thread pool).
+    for (int64_t r = 0; r < n; r++) {
+      float* row = out + r * dout;
+      for (int j = 0; j < dout; j++) {
+        const float v = row[j] + b[j];
+        row[j] = relu && v < 0.f ? 0.f : v;
       }
     }
     in = out;

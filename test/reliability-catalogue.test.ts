@@ -13,7 +13,7 @@ import { after, before, describe, test } from 'node:test';
 import { precomputeLogits } from '../src/precompute/run.js';
 import { encodeNpy } from '../src/data/npy.js';
 import { FIXTURES, assertOneLineError, randomFloats, tempDir, writeIdxU8, writeNpy } from './helpers/data.js';
-import { runAsync, pool } from './helpers/reliability.js';
+import { runAsync as run, pool } from './helpers/reliability.js';
 
 const MLP = path.join(FIXTURES, 'mlp16.onnx');
 const N = 200;
@@ -25,7 +25,6 @@ const p = (name: string) => path.join(dir, name);
 
 type Bin = 'precompute-logits' | 'train-student' | 'kdcache';
 
-const run = runAsync;
 
 interface Case {
   label: string;

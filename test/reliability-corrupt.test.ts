@@ -13,7 +13,7 @@ import { configId } from '../src/shards/manifest.js';
 import { verifyCache } from '../src/shards/manifest.js';
 import { sha256Hex } from '../src/util/fsx.js';
 import { FIXTURES, assertOneLineError, randomFloats, scrub, tempDir, writeNpy } from './helpers/data.js';
-import { runAsync, pool, record } from './helpers/reliability.js';
+import { runAsync as run, pool, record } from './helpers/reliability.js';
 
 const MLP = path.join(FIXTURES, 'mlp16.onnx');
 const N = 3000;
@@ -27,7 +27,6 @@ let cacheArrow: string;
 /** parquet, another --scale: another config_id */
 let cacheOther: string;
 
-const run = runAsync;
 
 const shard = (cache: string, i: number, ext = 'parquet') => path.join(cache, 'shards', `shard-${String(i).padStart(5, '0')}.${ext}`);
 const readJson = (f: string) => JSON.parse(fs.readFileSync(f, 'utf8'));

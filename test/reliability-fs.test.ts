@@ -12,7 +12,7 @@ import { after, before, describe, test } from 'node:test';
 import { precomputeLogits } from '../src/precompute/run.js';
 import type { Manifest, ShardSidecar } from '../src/shards/manifest-types.js';
 import { FIXTURES, assertOneLineError, dirHashes, randomFloats, scrub, tempDir, writeNpy } from './helpers/data.js';
-import { runAsync, isTemp, list, pool, record, sha256, size, walk } from './helpers/reliability.js';
+import { runAsync as run, isTemp, list, pool, record, sha256, size, walk } from './helpers/reliability.js';
 
 const MLP = path.join(FIXTURES, 'mlp16.onnx');
 const N = 6_000;
@@ -20,7 +20,6 @@ let dir: string;
 let data: string;
 let clean: { shards: Record<string, string>; records: Manifest['shards']; bytes: number };
 
-const run = runAsync;
 
 const args = (out: string, extra: string[] = []) => [
   '--teacher', MLP, '--data', data, '--out', out, '--shard-rows', '500', '--compression', 'none', '--device', 'cpu', '--threads', '1', '--quiet', ...extra,

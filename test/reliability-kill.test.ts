@@ -12,7 +12,7 @@ import { after, before, describe, test } from 'node:test';
 import { precomputeLogits } from '../src/precompute/run.js';
 import type { Manifest, ShardSidecar } from '../src/shards/manifest-types.js';
 import { FIXTURES, dirHashes, randomFloats, runCliAsync, tempDir, writeNpy } from './helpers/data.js';
-import { runAsync, isTemp, killWhen, list, pool, record, seeded, sha256, size, walk } from './helpers/reliability.js';
+import { runAsync as run, isTemp, killWhen, list, pool, record, seeded, sha256, size, walk } from './helpers/reliability.js';
 
 const MLP = path.join(FIXTURES, 'mlp16.onnx');
 const ROWS = 20_000;
@@ -24,9 +24,6 @@ let dir: string;
 let data: string;
 let clean: { shards: Record<string, string>; records: Manifest['shards']; seconds: number; computeSeconds: number };
 
-type Bin = 'precompute-logits' | 'train-student' | 'kdcache';
-
-const run = runAsync;
 
 const precomputeArgs = (out: string, extra: string[] = []) => [
   '--teacher', MLP, '--data', data, '--out', out, '--shard-rows', String(SHARD_ROWS),
