@@ -18,7 +18,10 @@
  * bench/results/topk-agreement-triples-sampled.json came from
  *   --teacher triples --train 60000 --test 10000 --epochs 10 --seeds 0,1,2 --temperature 4
  *   --tails '' --student mlp:256 --dense no --name topk-agreement-triples-sampled
- * (its dense figures are in topk-agreement-triples.json: same seeds and setup).
+ * (its dense figures are in topk-agreement-triples.json: same seeds and setup), and
+ * bench/results/topk-agreement-triples-k64.json from
+ *   --teacher triples --train 60000 --test 10000 --epochs 10 --seeds 0,1,2 --temperature 4
+ *   --tails ignore --k 64 --student mlp:256 --sample no --dense yes --name topk-agreement-triples-k64
  */
 import * as fs from 'node:fs';
 import * as os from 'node:os';
