@@ -29,12 +29,10 @@ namespace {
 enum { kRowMajor = 101, kNoTrans = 111, kTrans = 112 };
 using SgemmFn = void (*)(int, int, int, int, int, int, float, const float*, int, const float*, int, float, float*, int);
 using SetThreadsFn = void (*)(int);
-using GetThreadsFn = int (*)();
 using GetConfigFn = char* (*)();
 
 SgemmFn g_sgemm = nullptr;
 SetThreadsFn g_set_threads = nullptr;
-GetThreadsFn g_get_threads = nullptr;
 std::string g_blas_name;
 std::string g_blas_config;
 
@@ -60,7 +58,6 @@ bool LoadBlas(const char* requested, std::string* error) {
     }
     g_sgemm = sgemm;
     g_set_threads = reinterpret_cast<SetThreadsFn>(dlsym(h, "openblas_set_num_threads"));
-    g_get_threads = reinterpret_cast<GetThreadsFn>(dlsym(h, "openblas_get_num_threads"));
     g_blas_name = name;
     g_blas_config = config ? config() : "";
     return true;
@@ -84,22 +81,26 @@ class Pool {
   // Parts a Run may use, at most size(): fewer while another thread of the process needs a core.
   void SetActive(int threads) { active_ = std::max(1, std::min(threads, n_)); }
   int active() const { return active_; }
-  // Runs fn(part, parts) for every part in [0, parts) across the pool; the caller takes part 0.
+  // Runs fn(part, parts) for every part in [0, parts) on min(parts, active()) threads; the caller
+  // takes parts 0, threads, 2 * threads, ... Callers size `parts` from size(), not active(): how
+  // the work is cut (and so every float sum) must not depend on how many threads are free at that
+  // moment, or a seeded training run would change with the timing of shard loads.
   void Run(int parts, const std::function<void(int, int)>& fn) {
-    parts = std::min(parts, active_);
-    if (parts <= 1) {
-      fn(0, 1);
+    const int threads = std::min(parts, active_);
+    if (threads <= 1) {
+      for (int p = 0; p < parts; p++) fn(p, parts);
       return;
     }
     {
       std::lock_guard<std::mutex> lock(mu_);
       job_ = &fn;
       parts_ = parts;
-      pending_.store(parts - 1);
+      threads_ = threads;
+      pending_.store(threads - 1);
       generation_.fetch_add(1, std::memory_order_release);
     }
     cv_.notify_all();
-    fn(0, parts);
+    for (int p = 0; p < parts; p += threads) fn(p, parts);
     // The other parts are short (milliseconds): spin, then yield.
     while (pending_.load(std::memory_order_acquire) > 0) std::this_thread::yield();
     std::lock_guard<std::mutex> lock(mu_);
@@ -112,7 +113,7 @@ class Pool {
     uint64_t seen = 0;
     for (;;) {
       const std::function<void(int, int)>* job;
-      int parts;
+      int parts, threads;
       // Spin a little before sleeping: the products of one training step follow each other within
       // microseconds, and a futex wake-up per product would cost more than the spin. Short enough
       // (~0.1 ms) that an idle pool does not hold a core another thread needs.
@@ -127,9 +128,10 @@ class Pool {
         seen = generation_.load(std::memory_order_relaxed);
         job = job_;
         parts = parts_;
+        threads = threads_;
       }
-      if (job && id < parts) {
-        (*job)(id, parts);
+      if (job && id < threads) {
+        for (int p = id; p < parts; p += threads) (*job)(p, parts);
         pending_.fetch_sub(1, std::memory_order_release);
       }
     }
@@ -151,6 +153,7 @@ class Pool {
   std::condition_variable cv_;
   const std::function<void(int, int)>* job_ = nullptr;
   int parts_ = 0;
+  int threads_ = 0;
   std::atomic<int> pending_{0};
   std::atomic<uint64_t> generation_{0};
 };
@@ -169,7 +172,7 @@ inline void Range(int64_t n, int part, int parts, int64_t* lo, int64_t* hi) {
 
 template <typename F>
 void ParallelFor(int64_t n, int64_t min_per_part, F&& body) {
-  int parts = static_cast<int>(std::min<int64_t>(g_pool.active(), std::max<int64_t>(1, n / std::max<int64_t>(1, min_per_part))));
+  int parts = static_cast<int>(std::min<int64_t>(g_pool.size(), std::max<int64_t>(1, n / std::max<int64_t>(1, min_per_part))));
   std::function<void(int, int)> fn = [&](int part, int count) {
     int64_t lo, hi;
     Range(n, part, count, &lo, &hi);
@@ -267,15 +270,15 @@ void Sgemm(bool ta, bool tb, int m, int n, int k, float alpha, const float* a, i
 }
 
 // One product split across the pool, each part a single-threaded BLAS call on a block of rows or
-// columns of C (the larger side). The fused MLP step uses it instead of OpenBLAS's own threads,
-// whose idle threads spin for ~0.1 s after every product: with a shard decoder on one of two
-// cores, they stalled each step 2-5x even when OpenBLAS was told to use one thread. The pool's
-// threads can be dropped at once (computeThreads) and do not spin for long.
+// columns of C (the larger side). Every product goes through here rather than OpenBLAS's own
+// threads: those spin for ~0.1 s after every product (with a shard decoder on one of two cores they
+// stalled each step 2-5x, even when told to use one thread), and their results depend on their
+// count. The pool's threads can be dropped at once (computeThreads) and do not spin for long.
 void ParSgemm(bool ta, bool tb, int m, int n, int k, float alpha, const float* a, int lda, const float* b, int ldb, float beta, float* c, int ldc) {
   const int64_t work = static_cast<int64_t>(m) * n * k;
   const bool split_m = m >= n;
   const int side = split_m ? m : n;
-  const int parts = work < (1 << 20) ? 1 : std::min(g_pool.active(), std::max(1, side / 32));
+  const int parts = work < (1 << 20) ? 1 : std::min(g_pool.size(), std::max(1, side / 32));
   if (parts <= 1) return Sgemm(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
   std::function<void(int, int)> fn = [&](int part, int count) {
     // block edges on multiples of 16 so the BLAS kernels' register blocks stay whole
@@ -408,16 +411,9 @@ bool IsPointwise(const Conv& c) {
 }
 
 int g_threads = 1;
-// The threads the BLAS and the pool use now: g_threads, or fewer while another thread of the
-// process (train-student's shard decoder) is running (see JsComputeThreads).
+// The pool threads in use now: g_threads, or fewer while another thread of the process
+// (train-student's shard decoder) is running (see JsComputeThreads).
 int g_threads_now = 1;
-
-// OpenBLAS's own threads for one big product, or one thread per caller when the pool's threads
-// each run their own products.
-struct SingleThreadedBlas {
-  SingleThreadedBlas() { if (g_set_threads && g_threads_now > 1) g_set_threads(1); }
-  ~SingleThreadedBlas() { if (g_set_threads && g_threads_now > 1) g_set_threads(g_threads_now); }
-};
 
 // Convolutions run in blocks of whole images, each small enough that its patch matrix stays in
 // the core's cache (~1 MB) between im2col and the product. Every pool thread takes blocks t,
@@ -439,8 +435,7 @@ Blocks ImageBlocks(const Conv& c) {
 template <typename F>
 void ForBlocks(const Conv& c, F&& body) {
   const Blocks bl = ImageBlocks(c);
-  const int parts = static_cast<int>(std::min<int64_t>(g_pool.active(), bl.count));
-  SingleThreadedBlas single;
+  const int parts = static_cast<int>(std::min<int64_t>(g_pool.size(), bl.count));
   std::function<void(int, int)> fn = [&](int part, int count) {
     for (int64_t i = part; i < bl.count; i += count) {
       const int64_t b0 = i * bl.images_per_block;
@@ -454,7 +449,7 @@ void ForBlocks(const Conv& c, F&& body) {
 void ConvForward(const Conv& c, const float* x, const float* w, float* y) {
   const int64_t k = c.patch();
   if (IsPointwise(c)) {
-    Sgemm(false, false, c.rows(), c.out_c, k, 1.f, x, k, w, c.out_c, 0.f, y, c.out_c);
+    ParSgemm(false, false, c.rows(), c.out_c, k, 1.f, x, k, w, c.out_c, 0.f, y, c.out_c);
     return;
   }
   ForBlocks(c, [&](int, int64_t r0, int64_t r1) {
@@ -467,7 +462,7 @@ void ConvForward(const Conv& c, const float* x, const float* w, float* y) {
 void ConvBackpropInput(const Conv& c, const float* dy, const float* w, float* dx) {
   const int64_t k = c.patch();
   if (IsPointwise(c)) {
-    Sgemm(false, true, c.rows(), k, c.out_c, 1.f, dy, c.out_c, w, c.out_c, 0.f, dx, k);
+    ParSgemm(false, true, c.rows(), k, c.out_c, 1.f, dy, c.out_c, w, c.out_c, 0.f, dx, k);
     return;
   }
   const int64_t image = c.in_h * c.in_w * c.in_c;
@@ -483,22 +478,25 @@ void ConvBackpropInput(const Conv& c, const float* dy, const float* w, float* dx
 void ConvBackpropFilter(const Conv& c, const float* x, const float* dy, float* dw) {
   const int64_t k = c.patch();
   if (IsPointwise(c)) {
-    Sgemm(true, false, k, c.out_c, c.rows(), 1.f, x, k, dy, c.out_c, 0.f, dw, c.out_c);
+    ParSgemm(true, false, k, c.out_c, c.rows(), 1.f, x, k, dy, c.out_c, 0.f, dw, c.out_c);
     return;
   }
   const int64_t n = k * c.out_c;
-  std::vector<float> partial(static_cast<size_t>(g_pool.size()) * n, 0.f);
+  // Part 0 sums into dw itself, the others into a buffer kept between calls: a fresh one (150 KB for
+  // a 3x3x32x64 filter) came from mmap and was page-faulted in on every step.
+  static std::vector<float> others;
+  if (static_cast<int64_t>(others.size()) < (g_pool.size() - 1) * n) others.resize((g_pool.size() - 1) * n);
+  auto partial = [&](int part) { return part == 0 ? dw : others.data() + (part - 1) * n; };
   std::vector<char> used(g_pool.size(), 0);
   ForBlocks(c, [&](int part, int64_t r0, int64_t r1) {
     float* col = Scratch((r1 - r0) * k);
     Im2colRows(c, x, col, r0, r1, r0);
-    Sgemm(true, false, k, c.out_c, r1 - r0, 1.f, col, k, dy + r0 * c.out_c, c.out_c, used[part] ? 1.f : 0.f, partial.data() + part * n, c.out_c);
+    Sgemm(true, false, k, c.out_c, r1 - r0, 1.f, col, k, dy + r0 * c.out_c, c.out_c, used[part] ? 1.f : 0.f, partial(part), c.out_c);
     used[part] = 1;
   });
-  std::memcpy(dw, partial.data(), sizeof(float) * n);
   for (int p = 1; p < g_pool.size(); p++) {
     if (!used[p]) continue;
-    const float* q = partial.data() + p * n;
+    const float* q = partial(p);
     for (int64_t i = 0; i < n; i++) dw[i] += q[i];
   }
 }
@@ -570,7 +568,7 @@ void DepthwiseBackpropFilter(const Conv& c, const float* x, const float* dy, flo
   const int64_t m = c.out_c / c.in_c;
   const int64_t taps = c.k_h * c.k_w;
   // Each part accumulates its own copy of dW (small: taps * out_c); summed at the end.
-  const int parts = static_cast<int>(std::min<int64_t>(g_pool.active(), std::max<int64_t>(1, c.rows() / 64)));
+  const int parts = static_cast<int>(std::min<int64_t>(g_pool.size(), std::max<int64_t>(1, c.rows() / 64)));
   std::vector<float> partial(static_cast<size_t>(parts) * taps * c.out_c, 0.f);
   std::function<void(int, int)> fn = [&](int part, int count) {
     int64_t lo, hi;
@@ -766,9 +764,13 @@ napi_value JsLoad(napi_env env, napi_callback_info info) {
     Fail(env, "no optimised BLAS found (" + error + ")");
     return nullptr;
   }
+  // The BLAS always runs on the calling thread; every product is cut across the pool (ParSgemm).
+  // OpenBLAS's own threading gives results that depend on its thread count (measured on AVX-512:
+  // thousands of elements of a 256x256 product differ between 1 and 2 threads), so a run whose
+  // count changes while shards load would not repeat itself.
+  if (g_set_threads) g_set_threads(1);
   if (threads > 0) {
     g_threads = g_threads_now = static_cast<int>(threads);
-    if (g_set_threads) g_set_threads(static_cast<int>(threads));
     if (g_pool.size() != threads) g_pool.Resize(static_cast<int>(threads));
   }
   napi_value result, v;
@@ -777,7 +779,7 @@ napi_value JsLoad(napi_env env, napi_callback_info info) {
   napi_set_named_property(env, result, "blas", v);
   napi_create_string_utf8(env, g_blas_config.c_str(), NAPI_AUTO_LENGTH, &v);
   napi_set_named_property(env, result, "config", v);
-  napi_create_int32(env, g_get_threads ? g_get_threads() : 1, &v);
+  napi_create_int32(env, g_threads, &v);
   napi_set_named_property(env, result, "threads", v);
   napi_create_int32(env, g_pool.size(), &v);
   napi_set_named_property(env, result, "loopThreads", v);
@@ -805,8 +807,8 @@ napi_value JsSgemm(napi_env env, napi_callback_info info) {
   if (!Floats(a, 6, 7, a_rows == 0 ? 0 : (a_rows - 1) * lda + a_cols, &A) ||
       !Floats(a, 9, 10, b_rows == 0 ? 0 : (b_rows - 1) * ldb + b_cols, &B) ||
       !Floats(a, 13, 14, m == 0 ? 0 : (m - 1) * ldc + n, &C)) return nullptr;
-  Sgemm(ta, tb, static_cast<int>(m), static_cast<int>(n), static_cast<int>(k), static_cast<float>(alpha), A, static_cast<int>(lda), B,
-        static_cast<int>(ldb), static_cast<float>(beta), C, static_cast<int>(ldc));
+  ParSgemm(ta, tb, static_cast<int>(m), static_cast<int>(n), static_cast<int>(k), static_cast<float>(alpha), A, static_cast<int>(lda), B,
+           static_cast<int>(ldb), static_cast<float>(beta), C, static_cast<int>(ldc));
   return Undefined(env);
 }
 
@@ -891,7 +893,7 @@ napi_value JsColumnSums(napi_env env, napi_callback_info info) {
   if (rows < 0 || cols < 0) return Fail(env, "kdcache native: bad sizes"), nullptr;
   float *X, *Y;
   if (!Floats(a, 0, 1, rows * cols, &X) || !Floats(a, 4, 5, cols, &Y)) return nullptr;
-  const int parts = static_cast<int>(std::min<int64_t>(g_pool.active(), std::max<int64_t>(1, rows * cols / 65536)));
+  const int parts = static_cast<int>(std::min<int64_t>(g_pool.size(), std::max<int64_t>(1, rows * cols / 65536)));
   std::vector<double> partial(static_cast<size_t>(parts) * cols, 0.0);
   std::function<void(int, int)> fn = [&](int part, int count) {
     int64_t lo, hi;
@@ -1101,9 +1103,6 @@ napi_value JsMlpStep(napi_env env, napi_callback_info info) {
   if ((alpha > 0 && !t) || (alpha < 1 && !y)) return Fail(env, "kdcache native: mlpStep needs teacher logits (alpha > 0) and labels (alpha < 1)"), nullptr;
   for (int64_t i = 0; alpha < 1 && i < n; i++) if (y[i] < 0 || y[i] >= C) return Fail(env, "kdcache native: mlpStep label out of range"), nullptr;
 
-  // The products are split across the pool (ParSgemm), each part on one BLAS thread.
-  SingleThreadedBlas one_blas_thread;
-
   // Activations: layer l's output at act + aoff[l], n x d(l+1) (pre-ReLU values are not kept: a
   // ReLU output is > 0 exactly where its input is).
   std::vector<int64_t> aoff(L + 1, 0);
@@ -1146,7 +1145,9 @@ napi_value JsMlpStep(napi_env env, napi_callback_info info) {
   float* g = sc.grad.data();
   double soft_sum = 0, hard_sum = 0;
   {
-    std::vector<double> q(C), pt(C);
+    // exp(z/T - max) of the student and teacher rows, kept: each probability is then one division
+    // (an exp per class and row is most of this loop's time)
+    std::vector<double> es(C), et(C);
     for (int64_t r = 0; r < n; r++) {
       const float* zr = z + r * C;
       float* gr = g + r * C;
@@ -1156,14 +1157,18 @@ napi_value JsMlpStep(napi_env env, napi_callback_info info) {
         double ms = -INFINITY, mt = -INFINITY;
         for (int64_t j = 0; j < C; j++) { ms = std::max(ms, zr[j] / T); mt = std::max(mt, tr[j] / T); }
         double ss = 0, st = 0;
-        for (int64_t j = 0; j < C; j++) { ss += std::exp(zr[j] / T - ms); st += std::exp(tr[j] / T - mt); }
+        for (int64_t j = 0; j < C; j++) {
+          es[j] = std::exp(zr[j] / T - ms);
+          et[j] = std::exp(tr[j] / T - mt);
+          ss += es[j];
+          st += et[j];
+        }
         const double ls = ms + std::log(ss), lt = mt + std::log(st);
         double kl = 0;
         for (int64_t j = 0; j < C; j++) {
-          const double logq = zr[j] / T - ls, logp = tr[j] / T - lt;
-          const double pj = std::exp(logp);
-          if (pj > 0) kl += pj * (logp - logq);
-          gr[j] += static_cast<float>(alpha * T * (std::exp(logq) - pj) / n);
+          const double pj = et[j] / st;
+          if (pj > 0) kl += pj * ((tr[j] / T - lt) - (zr[j] / T - ls));
+          gr[j] += static_cast<float>(alpha * T * (es[j] / ss - pj) / n);
         }
         soft_sum += kl;
       }
@@ -1221,11 +1226,11 @@ napi_value JsMlpStep(napi_env env, napi_callback_info info) {
   return result;
 }
 
-// computeThreads(n) -> the threads now used by the BLAS and the loops: n clamped to [1, the count
-// given to load]; 0 restores that count. OpenBLAS splits each product statically between its
-// threads and spins at the joins, so when a third thread takes one of two cores a step can take
-// 4-8x longer (measured: 1.9 ms steps became 8-17 ms while a shard was decoded). One thread fewer
-// while that happens costs far less.
+// computeThreads(n) -> the pool threads now used by the products and loops: n clamped to [1, the
+// count given to load]; 0 restores that count. Work is cut into the same parts whatever the count
+// (Pool::Run), so results do not change. Parts are split statically and joined, so when a third
+// thread takes one of two cores a step can take 4-8x longer (measured with OpenBLAS's threads:
+// 1.9 ms steps became 8-17 ms while a shard was decoded). One thread fewer costs far less.
 napi_value JsComputeThreads(napi_env env, napi_callback_info info) {
   std::lock_guard<std::mutex> serial(g_calls);
   Args a;
@@ -1234,7 +1239,6 @@ napi_value JsComputeThreads(napi_env env, napi_callback_info info) {
   if (!Int(a, 0, &n)) return nullptr;
   const int want = n <= 0 ? g_threads : static_cast<int>(std::max<int64_t>(1, std::min<int64_t>(n, g_threads)));
   if (want != g_threads_now) {
-    if (g_set_threads) g_set_threads(want);
     g_pool.SetActive(want);
     g_threads_now = want;
   }
@@ -1315,7 +1319,7 @@ napi_value Init(napi_env env, napi_value exports) {
   napi_define_properties(env, exports, sizeof(props) / sizeof(props[0]), props);
   // Bumped whenever the functions above change: src/util/addon.ts (ADDON_API_VERSION) refuses another version.
   napi_value version;
-  napi_create_int32(env, 6, &version);
+  napi_create_int32(env, 7, &version);
   napi_set_named_property(env, exports, "apiVersion", version);
   return exports;
 }

@@ -391,6 +391,52 @@ describe('the native addon', { skip: native.ok ? false : `not available: ${nativ
     addon.sgemm(false, true, 2, 2, 1, 1, Float32Array.from([1, 2]), 0, 1, Float32Array.from([3, 4]), 0, 1, 0, c, 0, 2);
     assert.deepEqual([...c], [3, 4, 6, 8]);
   });
+
+  // train-student drops a thread while a shard loads (shareCores): if that changed how work is cut,
+  // a seeded run would depend on load timing. OpenBLAS's own threading did (AVX-512, 1 vs 2 threads).
+  test('results are bit-identical whichever number of its threads is free', { skip: native.ok && native.info.threads < 2 ? 'a pool of one thread' : false }, () => {
+    assert.ok(native.ok);
+    const { addon } = native.info;
+    const sgemm = (ta: boolean, m: number, n: number, k: number) => () => {
+      const c = new Float32Array(m * n);
+      addon.sgemm(ta, false, m, n, k, 1, values([m * k], 1), 0, ta ? m : k, values([k * n], 2), 0, n, 0, c, 0, n);
+      return c;
+    };
+    const conv = (kind: 0 | 1 | 2 | 5, x: number[], f: number[]) => () => {
+      const d = convDims(x, f, { strides: 1, pad: 'same' }, kind === 5);
+      assert.ok(d);
+      const out = new Float32Array(kind === 2 || kind === 5 ? f.reduce((a, b) => a * b) : kind === 1 ? x.reduce((a, b) => a * b) : d[0] * d[4] * d[5] * d[6]);
+      const dy = values([d[0] * d[4] * d[5] * d[6]], 4);
+      if (kind === 0) addon.conv(0, values(x, 3), 0, values(f, 5), 0, out, 0, d);
+      else if (kind === 1) addon.conv(1, out, 0, values(f, 5), 0, dy, 0, d);
+      else addon.conv(kind, values(x, 3), 0, out, 0, dy, 0, d);
+      return out;
+    };
+    const cases: [string, () => Float32Array][] = [
+      ['sgemm 256x256x784', sgemm(false, 256, 256, 784)],
+      ['sgemm transposed 784x256x256', sgemm(true, 784, 256, 256)],
+      ['column sums', () => {
+        const y = new Float32Array(300);
+        addon.columnSums(values([1000 * 300], 6), 0, 1000, 300, y, 0);
+        return y;
+      }],
+      ['conv forward', conv(0, [40, 12, 12, 8], [3, 3, 8, 16])],
+      ['conv input gradient', conv(1, [40, 12, 12, 8], [3, 3, 8, 16])],
+      ['conv filter gradient', conv(2, [40, 12, 12, 8], [3, 3, 8, 16])],
+      ['pointwise conv filter gradient', conv(2, [64, 16, 16, 32], [1, 1, 32, 64])],
+      ['depthwise filter gradient', conv(5, [40, 12, 12, 8], [3, 3, 8, 1])],
+    ];
+    try {
+      for (const [what, f] of cases) {
+        addon.computeThreads(0);
+        const all = f();
+        addon.computeThreads(1);
+        assert.deepEqual(f(), all, what);
+      }
+    } finally {
+      addon.computeThreads(0);
+    }
+  });
 });
 
 describe('fused MLP step (native)', { skip: native.ok ? false : `not available: ${native.ok ? '' : native.reason}` }, () => {

@@ -82,6 +82,7 @@ export interface NativeInfo {
   blas: string;
   /** OpenBLAS's build description (version, kernel set) */
   config: string;
+  /** the addon's pool: every product and loop is cut across it; the BLAS itself runs single-threaded */
   threads: number;
 }
 
@@ -113,11 +114,11 @@ export function loadNative(): NativeLoad {
 let computing = 0;
 
 /**
- * While another thread of this process is busy (train-student's shard decoder), the BLAS and the
- * loops use one thread fewer when they would otherwise want every core. OpenBLAS splits a product
- * statically and spins at the joins, so a thread that loses its core stalls every step: measured,
- * 1.9 ms MLP steps took 8-17 ms while a shard was decoded, against 3.1 ms on one thread.
- * No-op unless the native kernels are loaded.
+ * While another thread of this process is busy (train-student's shard decoder), the products and
+ * loops run on one thread fewer when they would otherwise want every core. Work is split statically
+ * and joined, so a thread that loses its core stalls every step: measured, 1.9 ms MLP steps took
+ * 8-17 ms while a shard was decoded, against 3.1 ms on one thread. The work is cut the same way
+ * whatever the count, so results do not change. No-op unless the native kernels are loaded.
  */
 export function shareCores(busy: boolean): void {
   if (!loaded?.ok || loaded.info.threads < 2) return;
