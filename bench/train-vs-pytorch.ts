@@ -4,7 +4,8 @@
  * default distillation loss, alpha 1, T 4) and optimizer (Adam 1e-3), examples/s of the training
  * step on in-memory batches. PyTorch is Debian's python3-torch under /usr/bin/python3
  * (tools/train_speed_torch.py), which must run on OpenBLAS (libopenblas0-pthread), not the
- * reference BLAS: the script reports the BLAS it loaded.
+ * reference BLAS: the script reports the BLAS it loaded. It runs with glibc told to keep freed
+ * memory (TORCH_MALLOC below), which is PyTorch at its best on this machine.
  *
  *   npm run build && node dist/bench/train-vs-pytorch.js [--seconds 10] [--reps 3] [--models mlp,cnn] [--threads N]
  *
@@ -34,9 +35,17 @@ const TARGETS = { mlp: { fastest: 1.5, wasm: 0.7 }, cnn: { fastest: 0.8, wasm: n
 
 interface TorchResult { framework: string; examples_per_second: number; examples_per_cpu_second: number; median_ms_per_step: number; threads: number; blas: string }
 
+/**
+ * glibc hands blocks over 128 KB straight back to the kernel (munmap) and gets fresh ones with mmap,
+ * so every PyTorch op on a large tensor page-faults its output in. On some VMs that dominates: here
+ * it made PyTorch's MLP step 3x slower (8 ms vs 2.7 ms) and its CNN step 3x too. Keeping freed
+ * memory in the heap is the standard fix (jemalloc or tcmalloc do it too); the reference gets it.
+ */
+const TORCH_MALLOC = { MALLOC_MMAP_THRESHOLD_: String(1 << 30), MALLOC_TRIM_THRESHOLD_: String(1 << 30) };
+
 function torchOnce(model: ModelName, torchThreads: number): TorchResult {
   const m = MODELS[model];
-  const r = spawnSync(PYTHON, [path.join(ROOT, 'tools/train_speed_torch.py'), '--model', model, '--batch', String(m.batch), '--seconds', String(seconds), '--warmup', String(m.warmup), '--threads', String(torchThreads)], { encoding: 'utf8' });
+  const r = spawnSync(PYTHON, [path.join(ROOT, 'tools/train_speed_torch.py'), '--model', model, '--batch', String(m.batch), '--seconds', String(seconds), '--warmup', String(m.warmup), '--threads', String(torchThreads)], { encoding: 'utf8', env: { ...process.env, ...TORCH_MALLOC } });
   const line = r.stdout.trim().split('\n').pop() ?? '';
   if (r.status !== 0 || !line.startsWith('{')) throw new Error(`PyTorch reference failed (${PYTHON}; needs python3-torch): ${r.stderr.split('\n').filter(Boolean).pop()}`);
   return JSON.parse(line) as TorchResult;
@@ -89,7 +98,7 @@ for (const model of models) {
     cpu_ratio_wasm: Math.round(median(runs.map((r) => r.cpu_ratio_wasm)) * 100) / 100,
     load_per_core: median(runs.map((r) => r.load_before)),
   };
-  results[model] = { student: MODELS[model].describe, fastest_backend: runs[0].fastest.message, fastest_step: runs[0].fastest.step, pytorch: { framework: runs[0].torch.framework, threads_of_best: runs.map((r) => r.torch.threads), blas: runs[0].torch.blas }, targets: TARGETS[model], median: med, runs, profiles };
+  results[model] = { student: MODELS[model].describe, fastest_backend: runs[0].fastest.message, fastest_step: runs[0].fastest.step, pytorch: { framework: runs[0].torch.framework, threads_of_best: runs.map((r) => r.torch.threads), blas: runs[0].torch.blas, env: TORCH_MALLOC }, targets: TARGETS[model], median: med, runs, profiles };
   const t = TARGETS[model];
   summary.push([model, med.torch, med.fastest, `${med.ratio_fastest}x`, `>= ${t.fastest}x`, med.wasm, `${med.ratio_wasm}x`, t.wasm === null ? '-' : `>= ${t.wasm}x`,
     threads === 1 ? `${med.cpu_ratio_fastest}x, ${med.cpu_ratio_wasm}x` : '-', med.load_per_core]);
