@@ -78,13 +78,12 @@ class Pool {
     for (int i = 1; i < n_; i++) workers_.emplace_back([this, i] { Loop(i); });
   }
   int size() const { return n_; }
-  // Parts a Run may use, at most size(): fewer while another thread of the process needs a core.
+  // Threads a Run may use, at most size(): fewer while another thread of the process needs a core.
   void SetActive(int threads) { active_ = std::max(1, std::min(threads, n_)); }
-  int active() const { return active_; }
-  // Runs fn(part, parts) for every part in [0, parts) on min(parts, active()) threads; the caller
-  // takes parts 0, threads, 2 * threads, ... Callers size `parts` from size(), not active(): how
-  // the work is cut (and so every float sum) must not depend on how many threads are free at that
-  // moment, or a seeded training run would change with the timing of shard loads.
+  // Runs fn(part, parts) for every part in [0, parts) on at most SetActive's count of threads; the
+  // caller takes parts 0, threads, 2 * threads, ... Callers size `parts` from size(), never from the
+  // active count: how the work is cut (and so every float sum) must not depend on how many threads
+  // are free at that moment, or a seeded training run would change with the timing of shard loads.
   void Run(int parts, const std::function<void(int, int)>& fn) {
     const int threads = std::min(parts, active_);
     if (threads <= 1) {

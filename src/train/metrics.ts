@@ -95,8 +95,6 @@ export function klRow(t: ArrayLike<number>, s: ArrayLike<number>, off: number, k
 
 /** klRow given both rows' maxima; `expT` (at least k long) keeps exp(t - max t) for the second pass. */
 function klRowWithMax(t: ArrayLike<number>, s: ArrayLike<number>, off: number, k: number, tMax: number, sMax: number, expT: Float64Array): number {
-  // A teacher row with a NaN has a NaN sum below; one whose maximum is +-Infinity is not a distribution.
-  if (!Number.isFinite(tMax)) return NaN;
   let sumT = 0;
   let sumS = 0;
   for (let j = 0; j < k; j++) {
@@ -107,6 +105,7 @@ function klRowWithMax(t: ArrayLike<number>, s: ArrayLike<number>, off: number, k
   }
   const lseT = tMax + Math.log(sumT);
   const lseS = sMax + Math.log(sumS);
+  // A teacher row with a NaN, or whose maximum is +-Infinity (exp(inf - inf) is NaN), is not a distribution.
   if (!Number.isFinite(lseT)) return NaN;
   let kl = 0;
   for (let j = 0; j < k; j++) {
