@@ -98,6 +98,32 @@ describe('precompute-logits', () => {
     assert.deepEqual(Float32Array.from(got), want);
   });
 
+  test('shards that span several read blocks (a ring of reused buffers) still equal session.run', async () => {
+    // 3136-byte rows: a 4 MB read block holds 1280 of them, so 4000 rows in shards of 1500 take six
+    // blocks through a ring of three buffers; a block reused too early would corrupt rows.
+    const rows = 4000;
+    const img = randomFloats(rows * 784, 11).map((v) => Math.abs(v) % 1);
+    const f = path.join(dir, 'img.npy');
+    writeNpy(f, img, [rows, 1, 28, 28]);
+    const model = path.join(FIXTURES, 'cnn_tiny.onnx');
+    const out = path.join(dir, 'blocks');
+    await precomputeLogits({ teacher: model, data: f, out, batchSize: 64, shardRows: 1500, device: 'cpu', quiet: true });
+    const s = await ort.InferenceSession.create(model);
+    const want = new Float32Array(rows * 10);
+    for (let first = 0; first < rows; first += 1500) {
+      for (let b = first; b < Math.min(rows, first + 1500); b += 64) {
+        const n = Math.min(64, first + 1500 - b, rows - b);
+        const r = await s.run({ image: new ort.Tensor('float32', img.slice(b * 784, (b + n) * 784), [n, 1, 28, 28]) });
+        want.set(r.logits.data as Float32Array, b * 10);
+      }
+    }
+    await s.release();
+    const m = await readManifest(out);
+    const got = new Float32Array(rows * 10);
+    for (const rec of m.shards) got.set((await readShardFile(out, rec, 'parquet', {})).logits as Float32Array, rec.first_row * 10);
+    assert.deepEqual(new Uint32Array(got.buffer), new Uint32Array(want.buffer));
+  });
+
   test('--store-inputs keeps uint8 inputs as uint8', async () => {
     const u8 = Uint8Array.from({ length: 50 * 16 }, (_, i) => (i * 31) % 256);
     const f = path.join(dir, 'u8.npy');

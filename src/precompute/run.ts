@@ -171,13 +171,13 @@ export async function precomputeLogits(opts: PrecomputeOptions): Promise<Precomp
     const computeStart = performance.now();
     let written: ShardSidecar[] = [];
     try {
-      const blockRows = blockRowsFor(ds, batchSize);
-      const firstBlock = (s: number) => readBlock(ds, s * config.storage.shard_rows, s * config.storage.shard_rows + shardRowCount(config, s), blockRows);
+      const blocks = blockReader(ds, batchSize);
+      const firstBlock = (s: number) => blocks.read(s * config.storage.shard_rows, s * config.storage.shard_rows + shardRowCount(config, s));
       let first = todo.length > 0 ? firstBlock(todo[0]) : null;
       for (let i = 0; i < todo.length; i++) {
         const s = todo[i];
         let following: Promise<TypedArray> | null = null;
-        const reads: ShardReads = { blockRows, first: first!, onLastBlock: () => { if (i + 1 < todo.length) following ??= firstBlock(todo[i + 1]); } };
+        const reads: ShardReads = { blocks, first: first!, onLastBlock: () => { if (i + 1 < todo.length) following ??= firstBlock(todo[i + 1]); } };
         const cols = await computeShard(teacher, ds, labelSet?.labels ?? null, config, s, batchSize, fixedBatch, Boolean(opts.storeInputs), (n) => {
           rowsDone += n;
           progress.update(rowsDone);
@@ -315,7 +315,7 @@ async function computeShard(
   const feeder = new BatchFeeder(teacher.info.input_name, pre, fixedBatch || batchSize, teacher.mask?.shape ?? null);
 
   const inWidth = product(ds.exampleShape);
-  const { blockRows } = reads;
+  const { blockRows } = reads.blocks;
   let next = reads.first;
   let block: TypedArray = new Uint8Array(0);
   for (let b = 0; b < rows; b += batchSize) {
@@ -323,7 +323,7 @@ async function computeShard(
     const inBlock = b % blockRows;
     if (inBlock === 0) {
       block = await next;
-      if (b + blockRows < rows) next = readBlock(ds, first + b + blockRows, first + rows, blockRows);
+      if (b + blockRows < rows) next = reads.blocks.read(first + b + blockRows, first + rows);
       else reads.onLastBlock();
     }
     const raw = rowsOf(block, inBlock, inBlock + n, inWidth);
@@ -361,24 +361,40 @@ async function computeShard(
  */
 const READ_BLOCK_BYTES = 4 << 20;
 
-interface ShardReads {
+interface BlockReader {
   blockRows: number;
+  /** rows [start, min(shardEnd, start + blockRows)) */
+  read(start: number, shardEnd: number): Promise<TypedArray>;
+}
+
+interface ShardReads {
+  blocks: BlockReader;
   /** the shard's first block, already requested */
   first: Promise<TypedArray>;
   /** called when the shard has requested its last block: the next shard's first may start */
   onLastBlock: () => void;
 }
 
-function blockRowsFor(ds: Dataset, batchSize: number): number {
+/**
+ * Blocks are read into a ring of three buffers: at most one block is in use and one being read
+ * (the batch's rows are copied out by the feeder before the next block is awaited). A fresh 4 MB
+ * buffer per block is page-faulted in by the reading thread and, as external memory, drives V8 to
+ * full garbage collections; both take CPU from a teacher that runs on every core.
+ */
+function blockReader(ds: Dataset, batchSize: number): BlockReader {
   const rowBytes = Math.max(1, product(ds.exampleShape) * DTYPE_BYTES[ds.dtype]);
-  return Math.max(batchSize, Math.floor(READ_BLOCK_BYTES / rowBytes / batchSize) * batchSize);
-}
-
-function readBlock(ds: Dataset, start: number, shardEnd: number, blockRows: number): Promise<TypedArray> {
-  const p = ds.read(start, Math.min(shardEnd, start + blockRows));
-  // Read ahead: a failure surfaces when the block is awaited, not as an unhandled rejection.
-  p.catch(() => {});
-  return p;
+  const blockRows = Math.max(batchSize, Math.floor(READ_BLOCK_BYTES / rowBytes / batchSize) * batchSize);
+  const ring = Array.from({ length: 3 }, () => new ArrayBuffer(blockRows * rowBytes));
+  let k = 0;
+  return {
+    blockRows,
+    read(start, shardEnd) {
+      const p = ds.read(start, Math.min(shardEnd, start + blockRows), ring[k++ % ring.length]);
+      // Read ahead: a failure surfaces when the block is awaited, not as an unhandled rejection.
+      p.catch(() => {});
+      return p;
+    },
+  };
 }
 
 /** Rows [a, b) of a block of examples `width` values wide, as a view. */
