@@ -442,7 +442,8 @@ describe('the native addon', { skip: native.ok ? false : `not available: ${nativ
 describe('fused MLP step (native)', { skip: native.ok ? false : `not available: ${native.ok ? '' : native.reason}` }, () => {
   const d = 20;
   const C = 7;
-  const n = 33;
+  // two row blocks of uneven size (38 + 39): the data-parallel step's partial gradients are added
+  const n = 77;
   const batch = new ExampleTable(n, d, C);
   const rng = new Rng(5);
   for (let i = 0; i < n; i++) {
@@ -485,8 +486,23 @@ describe('fused MLP step (native)', { skip: native.ok ? false : `not available: 
       ops.state.forEach((w, i) => assert.ok(relDiff(w, fused.state[i]) < 1e-5, `optimizer state ${i}`));
       assert.equal(fused.metrics.accuracy, ops.metrics.accuracy);
       assert.equal(fused.metrics.agreement, ops.metrics.agreement);
+      assert.ok(Math.abs(fused.metrics.kl! - ops.metrics.kl!) <= 1e-6 * ops.metrics.kl!, `KL ${fused.metrics.kl} vs ${ops.metrics.kl}`);
     });
   }
+
+  test('bit-identical whichever number of the pool\'s threads is free', { skip: native.ok && native.info.threads < 2 ? 'a pool of one thread' : false }, async () => {
+    assert.ok(native.ok);
+    const all = await steps(true, 0.7, 3);
+    native.info.addon.computeThreads(1);
+    try {
+      const one = await steps(true, 0.7, 3);
+      assert.deepEqual(one.losses, all.losses);
+      one.weights.forEach((w, i) => assert.deepEqual(w, all.weights[i], `weight ${i}`));
+      one.state.forEach((w, i) => assert.deepEqual(w, all.state[i], `optimizer state ${i}`));
+    } finally {
+      native.info.addon.computeThreads(0);
+    }
+  });
 
   test('only plain ReLU MLPs with Adam and the kd loss are fused', async () => {
     await initBackend('native');

@@ -31,6 +31,16 @@ export class MetricsAccumulator {
     this.lossRows += rows;
   }
 
+  /** Counts and sums for `rows` examples computed elsewhere by add()'s rules (the fused native step). */
+  addTotals(rows: number, labeled: number, correct: number, teacherRows: number, agree: number, klSum: number): void {
+    this.examples += rows;
+    this.labeled += labeled;
+    this.correct += correct;
+    this.teacherRows += teacherRows;
+    this.agree += agree;
+    this.klSum += klSum;
+  }
+
   add(student: Float32Array, teacher: Float32Array | null, labels: Int32Array | null, rows: number, k: number): void {
     this.examples += rows;
     if (teacher && this.expT.length < k) this.expT = new Float64Array(k);

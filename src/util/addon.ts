@@ -10,7 +10,7 @@ import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 /** The addon's functions as the TypeScript side calls them; native/kdcache_native.cc exports the same number. */
-export const ADDON_API_VERSION = 7;
+export const ADDON_API_VERSION = 8;
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../..');
 export const NATIVE_ADDON = path.join(ROOT, 'native', 'build', 'kdcache_native.node');

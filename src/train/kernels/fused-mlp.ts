@@ -62,6 +62,7 @@ export function fusedMlpStep(model: tf.LayersModel, optimizer: tf.Optimizer, los
   const dimsArg = Int32Array.from([L, ...dims]);
   const offsets = new Int32Array(6 * L);
   const params = new Float64Array(10);
+  const stats = new Float64Array(5);
   let logits = new Float32Array(0);
 
   return (batch, metrics) => {
@@ -81,14 +82,16 @@ export function fusedMlpStep(model: tf.LayersModel, optimizer: tf.Optimizer, los
     const acc2 = adam.accBeta2.dataSync()[0];
     params.set([loss.alpha, loss.temperature, adam.beta1, 1 - adam.beta1, adam.beta2, 1 - adam.beta2, f(1 - acc1), f(1 - acc2), adam.epsilon, -adam.learningRate]);
     if (logits.length !== n * C) logits = new Float32Array(n * C);
-    const value = native.mlpStep(heapF32(backend), dimsArg, offsets, batch.xView(), loss.alpha > 0 ? batch.tView() : null,
-      loss.alpha < 1 ? batch.yView() : null, n, params, logits);
+    const teacher = batch.logitsWidth > 0 ? batch.tView() : null;
+    const value = native.mlpStep(heapF32(backend), dimsArg, offsets, batch.xView(), teacher,
+      batch.yView(), n, params, logits, stats);
     tf.tidy(() => {
       adam.accBeta1.assign(tf.scalar(f(acc1 * f(adam.beta1))));
       adam.accBeta2.assign(tf.scalar(f(acc2 * f(adam.beta2))));
     });
     adam.incrementIterations();
-    metrics.add(logits, batch.logitsWidth > 0 ? batch.t : null, batch.y, n, C);
+    // The step computed the metrics too, on both threads (metrics.ts's rules).
+    metrics.addTotals(n, stats[0], stats[1], stats[2], stats[3], stats[4]);
     metrics.addLoss(value, n);
     return value;
   };
