@@ -10,11 +10,13 @@
  *  - offline vs online distillation (the ONNX teacher run on every batch, every epoch).
  *
  *   npm run bench:train [-- --rows 10000 --epochs 2 --cpu --teacher mlp_784_1200_1200_10.onnx]
- *                       [--stream-rows 40000 --reps 3 --rss-rows 200000 --rss-buffer 10000]
+ *                       [--stream-rows 40000 --stream-epochs 6 --reps 3 --rss-rows 200000 --rss-buffer 10000]
  *
  * Student mlp:256,128 on 784-dim inputs, batch 256, Adam; teacher from bench/models (--teacher).
- * Reported examples/s is the last epoch's (the first includes tfjs warm-up). Every case runs in a
- * fresh process: tfjs backends and wasm heaps left by one case would skew the next.
+ * Reported examples/s: per backend, the last epoch's; streaming vs preloaded, the median of epochs 2-6
+ * (--stream-epochs 6: one 0.3 s epoch is at the mercy of this VM's hiccups). The first epoch includes
+ * tfjs warm-up. Every case runs in a fresh process: tfjs backends and wasm heaps left by one case
+ * would skew the next.
  */
 import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
@@ -47,7 +49,7 @@ const epochs = arg('epochs', 2);
 // Streaming vs preloaded: several shards (10,000 rows each by default), so read-ahead and the
 // shuffle buffer both work as in a real run.
 const streamRows = arg('stream-rows', 40_000);
-const streamEpochs = arg('stream-epochs', 3);
+const streamEpochs = arg('stream-epochs', 6);
 const reps = arg('reps', 3);
 const rssRows = arg('rss-rows', 200_000);
 const rssBuffer = arg('rss-buffer', 10_000);
