@@ -947,7 +947,7 @@ napi_value JsAdam(napi_env env, napi_callback_info info) {
 napi_value JsElementwise(napi_env env, napi_callback_info info) {
   std::lock_guard<std::mutex> serial(g_calls);
   Args a;
-  if (!GetArgs(env, info, &a, 10)) return nullptr;
+  if (!GetArgs(env, info, &a, 9)) return nullptr;
   int64_t op, n, bn = 0;
   double alpha;
   if (!Int(a, 0, &op) || !Int(a, 3, &n) || !Num(a, 9, &alpha)) return nullptr;
@@ -1057,8 +1057,7 @@ MlpScratch g_mlp;
 
 // mlpStep(heap, dims Int32Array [L, d0..dL], offsets Int32Array [6 per layer: W, b, mW, vW, mb, vb],
 //         x Float32Array [n*d0], t Float32Array|null [n*dL], y Int32Array|null [n], n,
-//         params Float64Array [alpha, T, b1, c1, b2, c2, d1, d2, eps, negLr], logits Float32Array [n*dL],
-//         stats Float64Array [5])
+//         params Float64Array [alpha, T, b1, c1, b2, c2, d1, d2, eps, negLr], stats Float64Array [5])
 // -> the batch loss. Weights and moments are updated in place in the heap; stats receives the
 // batch's training metrics: [labeled rows, correct, rows with a finite teacher, agreeing, KL sum].
 // t (teacher logits) is used by the loss when alpha > 0 and by the metrics whenever given; y
@@ -1066,12 +1065,12 @@ MlpScratch g_mlp;
 napi_value JsMlpStep(napi_env env, napi_callback_info info) {
   std::lock_guard<std::mutex> serial(g_calls);
   Args a;
-  if (!GetArgs(env, info, &a, 10)) return nullptr;
+  if (!GetArgs(env, info, &a, 9)) return nullptr;
   // Null is accepted only for t and y; a null elsewhere fails as the wrong type.
   auto typed = [&](size_t i, napi_typedarray_type want, int64_t need, void** out, size_t* length = nullptr) {
     return Typed(a, i, want, need, "kdcache native: mlpStep argument " + std::to_string(i) + " has the wrong type or size", out, length, i == 4 || i == 5);
   };
-  void *vheap, *vdims, *voff, *vx, *vt, *vy, *vp, *vz, *vstats;
+  void *vheap, *vdims, *voff, *vx, *vt, *vy, *vp, *vstats;
   if (!typed(1, napi_int32_array, 2, &vdims)) return nullptr;
   const int32_t* dims = static_cast<const int32_t*>(vdims);
   const int L = dims[0];
@@ -1095,14 +1094,13 @@ napi_value JsMlpStep(napi_env env, napi_callback_info info) {
     }
   }
   if (!typed(3, napi_float32_array, n * dims[1], &vx) || !typed(4, napi_float32_array, n * C, &vt) || !typed(5, napi_int32_array, n, &vy) ||
-      !typed(7, napi_float64_array, 10, &vp) || !typed(8, napi_float32_array, n * C, &vz) || !typed(9, napi_float64_array, 5, &vstats)) {
+      !typed(7, napi_float64_array, 10, &vp) || !typed(8, napi_float64_array, 5, &vstats)) {
     return nullptr;
   }
   const float* x = static_cast<const float*>(vx);
   const float* t = static_cast<const float*>(vt);
   const int32_t* y = static_cast<const int32_t*>(vy);
   const double* p = static_cast<const double*>(vp);
-  float* logits = static_cast<float*>(vz);
   const double alpha = p[0], T = p[1];
   if ((alpha > 0 && !t) || (alpha < 1 && !y)) return Fail(env, "kdcache native: mlpStep needs teacher logits (alpha > 0) and labels (alpha < 1)"), nullptr;
   for (int64_t i = 0; alpha < 1 && i < n; i++) if (y[i] < 0 || y[i] >= C) return Fail(env, "kdcache native: mlpStep label out of range"), nullptr;
@@ -1159,7 +1157,6 @@ napi_value JsMlpStep(napi_env env, napi_callback_info info) {
       in = out;
     }
     const float* z = sc.act.data() + aoff[L - 1];
-    std::memcpy(logits + lo * C, z + lo * C, sizeof(float) * m * C);
 
     // loss and d(loss)/d(logits), in double per row
     float* g = sc.grad.data() + static_cast<size_t>(part) * 2 * rows_max * dmax;

@@ -58,12 +58,10 @@ export function fusedMlpStep(model: tf.LayersModel, optimizer: tf.Optimizer, los
   if (vars.length !== 2 * (dims.length - 1)) return null;
   const adam = optimizer as unknown as AdamState;
   const L = dims.length - 1;
-  const C = dims[L];
   const dimsArg = Int32Array.from([L, ...dims]);
   const offsets = new Int32Array(6 * L);
   const params = new Float64Array(10);
   const stats = new Float64Array(5);
-  let logits = new Float32Array(0);
 
   return (batch, metrics) => {
     const n = batch.length;
@@ -81,10 +79,9 @@ export function fusedMlpStep(model: tf.LayersModel, optimizer: tf.Optimizer, los
     const acc1 = adam.accBeta1.dataSync()[0];
     const acc2 = adam.accBeta2.dataSync()[0];
     params.set([loss.alpha, loss.temperature, adam.beta1, 1 - adam.beta1, adam.beta2, 1 - adam.beta2, f(1 - acc1), f(1 - acc2), adam.epsilon, -adam.learningRate]);
-    if (logits.length !== n * C) logits = new Float32Array(n * C);
     const teacher = batch.logitsWidth > 0 ? batch.tView() : null;
     const value = native.mlpStep(heapF32(backend), dimsArg, offsets, batch.xView(), teacher,
-      batch.yView(), n, params, logits, stats);
+      batch.yView(), n, params, stats);
     tf.tidy(() => {
       adam.accBeta1.assign(tf.scalar(f(acc1 * f(adam.beta1))));
       adam.accBeta2.assign(tf.scalar(f(acc2 * f(adam.beta2))));

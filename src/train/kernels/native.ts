@@ -37,7 +37,7 @@ export interface NativeAddon extends AddonBase {
   computeThreads(n: number): number;
   /** one Adam step of an MLP student, in place in the heap; returns the batch loss (fused-mlp.ts) */
   mlpStep(heap: Float32Array, dims: Int32Array, offsets: Int32Array, x: Float32Array, t: Float32Array | null, y: Int32Array | null,
-    n: number, params: Float64Array, logits: Float32Array, stats: Float64Array): number;
+    n: number, params: Float64Array, stats: Float64Array): number;
 }
 
 /**
