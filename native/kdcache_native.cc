@@ -1161,10 +1161,10 @@ napi_value JsMlpStep(napi_env env, napi_callback_info info) {
     // loss and d(loss)/d(logits), in double per row
     float* g = sc.grad.data() + static_cast<size_t>(part) * 2 * rows_max * dmax;
     float* gnext = g + rows_max * dmax;
+    // exp(z/T - max) of the student and teacher rows, kept: each probability is then one division
+    // (an exp per class and row is most of the loss's and the metrics' time)
+    std::vector<double> es(C), et(C);
     {
-      // exp(z/T - max) of the student and teacher rows, kept: each probability is then one division
-      // (an exp per class and row is most of this loop's time)
-      std::vector<double> es(C), et(C);
       double soft_sum = 0, hard_sum = 0;
       for (int64_t r = lo; r < hi; r++) {
         const float* zr = z + r * C;
@@ -1209,7 +1209,6 @@ napi_value JsMlpStep(napi_env env, napi_callback_info info) {
     // The training metrics at T = 1, as metrics.ts computes them (same rules and values up to the
     // last bits of the KL): in JavaScript they took ~4% of a step on one thread.
     {
-      std::vector<double> et(C);
       std::array<double, 5>& st = stats_part[part];  // labeled, correct, teacher rows, agreeing, KL sum
       for (int64_t r = lo; r < hi; r++) {
         const float* zr = z + r * C;
