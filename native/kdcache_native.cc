@@ -1374,6 +1374,59 @@ napi_value JsMoveRows(napi_env env, napi_callback_info info) {
   return Undefined(env);
 }
 
+// ---- zstd, for Parquet shard pages (src/shards/parquet-pages.ts) --------------------------------
+// libzstd is opened at run time like the BLAS: on Debian it is always installed (apt needs it), and
+// the build then needs no zstd headers. Without it the pages are left to parquet-wasm.
+using ZstdDecompressFn = size_t (*)(void*, size_t, const void*, size_t);
+using ZstdIsErrorFn = unsigned (*)(size_t);
+using ZstdErrorNameFn = const char* (*)(size_t);
+ZstdDecompressFn g_zstd_decompress = nullptr;
+ZstdIsErrorFn g_zstd_is_error = nullptr;
+ZstdErrorNameFn g_zstd_error_name = nullptr;
+
+bool LoadZstd() {
+  static bool tried = false;
+  if (tried) return g_zstd_decompress != nullptr;
+  tried = true;
+  for (const char* name : {"libzstd.so.1", "libzstd.so"}) {
+    void* h = dlopen(name, RTLD_NOW | RTLD_LOCAL);
+    if (!h) continue;
+    auto d = reinterpret_cast<ZstdDecompressFn>(dlsym(h, "ZSTD_decompress"));
+    auto e = reinterpret_cast<ZstdIsErrorFn>(dlsym(h, "ZSTD_isError"));
+    auto n = reinterpret_cast<ZstdErrorNameFn>(dlsym(h, "ZSTD_getErrorName"));
+    if (d && e && n) {
+      g_zstd_decompress = d;
+      g_zstd_is_error = e;
+      g_zstd_error_name = n;
+      return true;
+    }
+    dlclose(h);
+  }
+  return false;
+}
+
+// zstdDecompress(src Uint8Array, dst Uint8Array) -> bytes written into dst, or -1 when libzstd
+// cannot be loaded. A damaged frame, or one larger than dst, throws.
+napi_value JsZstdDecompress(napi_env env, napi_callback_info info) {
+  Args a;
+  if (!GetArgs(env, info, &a, 2)) return nullptr;
+  void *src, *dst;
+  size_t src_len, dst_len;
+  if (!Typed(a, 0, napi_uint8_array, 0, "kdcache native: zstdDecompress expects a Uint8Array source", &src, &src_len) ||
+      !Typed(a, 1, napi_uint8_array, 0, "kdcache native: zstdDecompress expects a Uint8Array destination", &dst, &dst_len)) {
+    return nullptr;
+  }
+  napi_value out;
+  if (!LoadZstd()) {
+    napi_create_double(env, -1, &out);
+    return out;
+  }
+  const size_t n = g_zstd_decompress(dst, dst_len, src, src_len);
+  if (g_zstd_is_error(n)) return Fail(env, std::string("zstd: ") + g_zstd_error_name(n)), nullptr;
+  napi_create_double(env, static_cast<double>(n), &out);
+  return out;
+}
+
 napi_value Init(napi_env env, napi_value exports) {
   const napi_property_descriptor props[] = {
       {"load", nullptr, JsLoad, nullptr, nullptr, nullptr, napi_default, nullptr},
@@ -1389,11 +1442,12 @@ napi_value Init(napi_env env, napi_value exports) {
       {"mlpStep", nullptr, JsMlpStep, nullptr, nullptr, nullptr, napi_default, nullptr},
       {"computeThreads", nullptr, JsComputeThreads, nullptr, nullptr, nullptr, napi_default, nullptr},
       {"moveRows", nullptr, JsMoveRows, nullptr, nullptr, nullptr, napi_default, nullptr},
+      {"zstdDecompress", nullptr, JsZstdDecompress, nullptr, nullptr, nullptr, napi_default, nullptr},
   };
   napi_define_properties(env, exports, sizeof(props) / sizeof(props[0]), props);
   // Bumped whenever the functions above change: src/util/addon.ts (ADDON_API_VERSION) refuses another version.
   napi_value version;
-  napi_create_int32(env, 8, &version);
+  napi_create_int32(env, 9, &version);
   napi_set_named_property(env, exports, "apiVersion", version);
   return exports;
 }

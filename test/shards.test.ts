@@ -11,7 +11,10 @@ import {
 } from '../src/shards/manifest.js';
 import type { Manifest, ShardSidecar } from '../src/shards/manifest-types.js';
 import { parquetLayout } from '../src/shards/parquet-props.js';
-import { decodeShard, decodeShardWithMeta, readShardFile } from '../src/shards/reader.js';
+import { decodeShard, decodeShardWithMeta, denseParquetShard, readShardFile } from '../src/shards/reader.js';
+import { shardTable } from '../src/shards/arrow-table.js';
+import { shardMetadata } from '../src/shards/writer.js';
+import fc from 'fast-check';
 import { encodeShard, writeShard } from '../src/shards/writer.js';
 import { type DType, halfToFloat } from '../src/util/dtype.js';
 import { UserError } from '../src/util/errors.js';
@@ -265,6 +268,123 @@ describe('decodeShard reads Parquet written by other tools', () => {
     const damaged = pq.slice();
     damaged.fill(0x55, damaged.length - 300, damaged.length - 8); // the footer, magic kept
     await rejectsUser(() => decodeShard(damaged, 'parquet', 'd.parquet'), /^d\.parquet: cannot decode Parquet data/);
+  });
+});
+
+describe('parquet-pages: dense shards read without parquet-wasm', () => {
+  /** What parquet-wasm (the general reader) makes of the same bytes. */
+  const viaParquetWasm = (bytes: Uint8Array) => {
+    process.env.KDCACHE_PARQUET_PAGES = '0';
+    try {
+      return decodeShardWithMeta(bytes, 'parquet', 'x');
+    } finally {
+      delete process.env.KDCACHE_PARQUET_PAGES;
+    }
+  };
+  const meta = { config_id: META.config_id, first_row: 530, shard_index: 10 };
+
+  test('every dense layout kdcache writes: read directly, same columns and metadata as parquet-wasm', () => {
+    const inputs = [undefined, { dtype: 'uint8', width: 7 }, { dtype: 'float32', width: 5 }, { dtype: 'int16', width: 3 }, { dtype: 'float64', width: 2 }, { dtype: 'int64', width: 2 }, { dtype: 'uint32', width: 1 }] as const;
+    let n = 0;
+    for (const compression of ['zstd', 'snappy', 'none'] as const) {
+      for (const logitsDtype of ['float32', 'float16'] as const) {
+        for (const input of inputs) {
+          for (const label of [false, true]) {
+            const cols = randomShardColumns({ rows: 53, width: 10, firstRow: 530, seed: ++n, logitsDtype, label, input, nonfiniteRows: [531, 540] });
+            const bytes = encodeShard(cols, storage('parquet', logitsDtype, compression), meta);
+            const fast = denseParquetShard(bytes);
+            const what = `${compression} ${logitsDtype} ${input?.dtype ?? 'no'} input ${label ? 'label' : ''}`;
+            assert.ok(fast, `${what}: not read directly`);
+            assertColumnsEqual(fast.cols, cols);
+            assert.deepEqual(fast, viaParquetWasm(bytes), what);
+          }
+        }
+      }
+    }
+  });
+
+  test('several row groups and pages, data pages v1 and v2, one-value lists, a single row', () => {
+    for (const [rows, width, rowGroupRows, pageBytes] of [[1000, 10, 333, 1024], [40, 1, 7, 64], [1, 3, 1, 1 << 20]] as const) {
+      for (const version of [pw.WriterVersion.V1, pw.WriterVersion.V2]) {
+        for (const compression of ['zstd', 'snappy', 'none'] as const) {
+          // file-wide BYTE_STREAM_SPLIT reaches every list, so with zstd the inputs are floats, as kdcache writes them
+          const cols = randomShardColumns({ rows, width, seed: rows + width, label: true, input: { dtype: compression === 'zstd' ? 'float32' : 'uint8', width: 2 } });
+          let b = new pw.WriterPropertiesBuilder().setCompression(compression === 'zstd' ? pw.Compression.ZSTD : compression === 'snappy' ? pw.Compression.SNAPPY : pw.Compression.UNCOMPRESSED)
+            .setDictionaryEnabled(false).setMaxRowGroupSize(rowGroupRows).setDataPageSizeLimit(pageBytes).setWriteBatchSize(16)
+            .setWriterVersion(version).setKeyValueMetadata(shardMetadata(META)).setColumnEncoding('row', pw.Encoding.DELTA_BINARY_PACKED);
+          if (compression === 'zstd') b = b.setEncoding(pw.Encoding.BYTE_STREAM_SPLIT).setColumnEncoding('label', pw.Encoding.PLAIN);
+          const bytes = pw.writeParquet(pw.Table.fromIPCStream(arrow.tableToIPC(shardTable(cols, new Map()), 'stream')), b.build());
+          const fast = denseParquetShard(bytes);
+          const what = `${rows} rows x ${width}, row groups of ${rowGroupRows}, pages of ${pageBytes} B, writer ${version}, ${compression}`;
+          assert.ok(fast, `${what}: not read directly`);
+          assertColumnsEqual(fast.cols, cols);
+          assert.deepEqual(fast, viaParquetWasm(bytes), what);
+        }
+      }
+    }
+  });
+
+  test('files from other writers: read directly or left to parquet-wasm, never read differently', async () => {
+    const files: string[] = [];
+    const duck = path.join(tmp, 'pages-duck.parquet');
+    await duckQuery(`copy (select i::BIGINT as row, (i % 5)::INTEGER as label, [i::FLOAT, -i::FLOAT, 0.25::FLOAT] as logits from range(3000) t(i)) to ${sqlPath(duck)} (format parquet, row_group_size 1000)`);
+    files.push(duck);
+    const duckV2 = path.join(tmp, 'pages-duck-v2.parquet');
+    await duckQuery(`copy (select i::BIGINT as row, [i::FLOAT, 1.5::FLOAT] as logits from range(500) t(i)) to ${sqlPath(duckV2)} (format parquet, parquet_version v2, compression zstd)`);
+    files.push(duckV2);
+    for (const useDataPageV2 of [false, true]) {
+      const file = path.join(tmp, `pages-pjl-${useDataPageV2}.parquet`);
+      const schema = { row: { type: 'INT64' }, label: { type: 'INT32' }, logits: { type: 'LIST', fields: { list: { repeated: true, fields: { element: { type: 'FLOAT' } } } } } };
+      const w = await parquetjs.ParquetWriter.openFile(new parquetjs.ParquetSchema(schema as Record<string, unknown>), file, { useDataPageV2 });
+      w.setRowGroupSize(4);
+      for (let i = 0; i < 10; i++) await w.appendRow({ row: i, label: i % 3, logits: { list: [i, 0.5].map((element) => ({ element })) } });
+      await w.close();
+      files.push(file);
+    }
+    let direct = 0;
+    for (const file of files) {
+      const bytes = fs.readFileSync(file);
+      const fast = denseParquetShard(bytes);
+      if (!fast) continue;
+      direct++;
+      assert.deepEqual(fast, viaParquetWasm(bytes), file);
+    }
+    assert.ok(direct >= 2, `only ${direct} of ${files.length} files were read directly`);
+  });
+
+  test('ragged lists, null lists and null items are left to parquet-wasm, which refuses them', async () => {
+    const cases: [string, string, RegExp][] = [
+      // 6 values over 3 rows: only the repetition levels show the rows differ
+      ['ragged', `select i as row, case i when 0 then [1.0::FLOAT] when 1 then [1.0::FLOAT, 2.0, 3.0] else [1.0::FLOAT, 2.0] end as logits from range(3) t(i)`, /has rows of 1 and of 3 values/],
+      ['null-list', `select i as row, case when i = 1 then null else [1.0::FLOAT] end as logits from range(3) t(i)`, /has null values/],
+      ['null-item', `select i as row, [1.0::FLOAT, null] as logits from range(3) t(i)`, /has null list elements/],
+    ];
+    for (const [name, sql, message] of cases) {
+      const file = path.join(tmp, `pages-${name}.parquet`);
+      await duckQuery(`copy (${sql}) to ${sqlPath(file)} (format parquet)`);
+      const bytes = fs.readFileSync(file);
+      assert.equal(denseParquetShard(bytes), null, name);
+      await rejectsUser(() => decodeShard(bytes, 'parquet', name), message);
+    }
+  });
+
+  test('damaged bytes: never throws, and agrees with parquet-wasm whenever both read the file', () => {
+    for (const compression of ['zstd', 'none'] as const) {
+      const good = encodeShard(randomShardColumns({ rows: 64, width: 5, label: true, input: { dtype: 'uint8', width: 3 } }), storage('parquet', 'float32', compression), META);
+      fc.assert(fc.property(fc.array(fc.tuple(fc.nat(good.length - 1), fc.nat(255)), { minLength: 1, maxLength: 4 }), (edits) => {
+        const bytes = good.slice();
+        for (const [at, v] of edits) bytes[at] = v;
+        const fast = denseParquetShard(bytes);
+        if (!fast) return;
+        let slow: ReturnType<typeof viaParquetWasm> | null = null;
+        try {
+          slow = viaParquetWasm(bytes);
+        } catch (err) {
+          assert.ok(err instanceof UserError, String(err));
+        }
+        if (slow) assert.deepEqual(fast, slow);
+      }), { seed: 7, numRuns: 400 });
+    }
   });
 });
 

@@ -9,9 +9,11 @@ import { describeFsError, UserError } from '../util/errors.js';
 import { tableFromIpcBytes } from '../util/arrow-ipc.js';
 import { sha256Hex } from '../util/fsx.js';
 import {
+  COL_INPUT, COL_LABEL, COL_LOGITS, COL_POSITION, COL_ROW, COL_SAMPLE_INDICES, COL_TOPK_INDICES,
   META_CONFIG_ID, META_FIRST_ROW, META_SHARD_INDEX,
   type ShardColumns, type ShardRecord, type StorageFormat,
 } from './format.js';
+import { readFlatParquet } from './parquet-pages.js';
 import { resolveInside } from './paths.js';
 import { columnsFromTable } from './table-columns.js';
 
@@ -77,8 +79,41 @@ export function shardBytesToTable(bytes: Uint8Array, format: StorageFormat, file
 }
 
 export function decodeShardWithMeta(bytes: Uint8Array, format: StorageFormat, file: string): { cols: ShardColumns; meta: EmbeddedMeta } {
+  if (format === 'parquet' && process.env.KDCACHE_PARQUET_PAGES !== '0') {
+    checkMagic(bytes, format, file);
+    const fast = denseParquetShard(bytes);
+    if (fast) return fast;
+  }
   const table = shardBytesToTable(bytes, format, file);
   return { cols: columnsFromTable(table, file), meta: embeddedMeta(table.schema.metadata) };
+}
+
+const DENSE_COLUMNS = new Set([COL_ROW, COL_LABEL, COL_POSITION, COL_LOGITS, COL_INPUT]);
+
+/**
+ * A dense shard (int64 row, int32 label/position, a list of float32/float16 logits, a list of inputs)
+ * read by parquet-pages.ts, the same columns columnsFromTable gives; null for any other file, which
+ * parquet-wasm then reads (KDCACHE_PARQUET_PAGES=0 always leaves it to parquet-wasm).
+ */
+export function denseParquetShard(bytes: Uint8Array): { cols: ShardColumns; meta: EmbeddedMeta } | null {
+  const flat = readFlatParquet(bytes, (name) => DENSE_COLUMNS.has(name));
+  if (!flat || flat.names.includes(COL_TOPK_INDICES) || flat.names.includes(COL_SAMPLE_INDICES)) return null;
+  const { row, logits, label, position, input } = Object.fromEntries(flat.columns);
+  const scalar = (c: typeof row | undefined, dtype: string) => c === undefined || (c.width === null && c.dtype === dtype);
+  if (!row || !scalar(row, 'int64') || !scalar(label, 'int32') || !scalar(position, 'int32')) return null;
+  if (!logits || logits.width === null || (logits.dtype !== 'float32' && logits.dtype !== 'float16') || (input && input.width === null)) return null;
+  const cols: ShardColumns = {
+    rows: flat.rows, row: row.values as BigInt64Array,
+    logits: logits.values as Float32Array | Uint16Array, logitsWidth: logits.width, logitsDtype: logits.dtype,
+  };
+  if (position) cols.position = position.values as Int32Array;
+  if (label) cols.label = label.values as Int32Array;
+  if (input) {
+    cols.input = input.values;
+    cols.inputWidth = input.width!;
+    cols.inputDtype = input.dtype;
+  }
+  return { cols, meta: embeddedMeta(flat.metadata) };
 }
 
 /** Decode shard bytes into flat typed arrays; `file` names the shard in errors. */
