@@ -3,7 +3,9 @@
  * logits) and file size for random float32 logits plus an int64 row id, 60,000 x 10 and 20,000 x 1000.
  *
  *   write = build from typed arrays + encode + write the file
- *   read  = read the file + decode into one Float32Array of logits (and the row ids)
+ *   read  = read the file + decode into one Float32Array of logits (and the row ids); kdcache's own
+ *           shards are read by its page reader (src/shards/parquet-pages.ts) and, for comparison, by
+ *           parquet-wasm
  *
  * Every file is read back bit-exactly by its own reader, and every Parquet file is read by DuckDB
  * (sampled rows exact, all rows counted, list lengths checked). Best of N runs; parquetjs-lite is run
@@ -50,11 +52,19 @@ interface Shape {
 
 const META = { config_id: '0'.repeat(64), first_row: 0, shard_index: 0 };
 
-function kdcacheLib(name: string, format: StorageFormat, compression: 'zstd' | 'snappy' | 'none'): Lib {
+/** kdcache's writer; read by its own page reader (src/shards/parquet-pages.ts), or by parquet-wasm. */
+function kdcacheLib(name: string, format: StorageFormat, compression: 'zstd' | 'snappy' | 'none', reader: 'pages' | 'parquet-wasm' = 'pages'): Lib {
   return {
     name, ext: format, runs: 5, rows: (s) => s.rows,
     write: (cols, file) => fs.writeFileSync(file, encodeShard(cols, { format, compression, logits_dtype: 'float32' }, META)),
-    read: (file) => decodeShard(fs.readFileSync(file), format, file) as Decoded,
+    read(file) {
+      if (reader === 'parquet-wasm') process.env.KDCACHE_PARQUET_PAGES = '0';
+      try {
+        return decodeShard(fs.readFileSync(file), format, file) as Decoded;
+      } finally {
+        delete process.env.KDCACHE_PARQUET_PAGES;
+      }
+    },
   };
 }
 
@@ -148,7 +158,8 @@ const LIBS: Lib[] = [
   hyparquetLib,
   kdcacheLib('apache-arrow + parquet-wasm, SNAPPY (kdcache --compression snappy)', 'parquet', 'snappy'),
   zstdPlain,
-  kdcacheLib('apache-arrow + parquet-wasm, ZSTD, BYTE_STREAM_SPLIT (kdcache default)', 'parquet', 'zstd'),
+  kdcacheLib('apache-arrow + parquet-wasm, ZSTD, BYTE_STREAM_SPLIT, read by parquet-wasm', 'parquet', 'zstd', 'parquet-wasm'),
+  kdcacheLib('apache-arrow + parquet-wasm, ZSTD, BYTE_STREAM_SPLIT (kdcache default), read by kdcache pages', 'parquet', 'zstd'),
   kdcacheLib('Arrow IPC file (apache-arrow, uncompressed)', 'arrow', 'none'),
 ];
 
