@@ -327,25 +327,6 @@ function bitsAt(buf: Uint8Array, bit: number, bits: number): number {
   return v;
 }
 
-class Cursor {
-  constructor(readonly buf: Uint8Array, public pos = 0) {}
-
-  uleb(): number {
-    let v = 0;
-    for (let scale = 1; ; scale *= 128) {
-      if (this.pos >= this.buf.length || scale > 2 ** 49) unsupported('varint');
-      const b = this.buf[this.pos++];
-      v += (b & 0x7f) * scale;
-      if (b < 0x80) return v;
-    }
-  }
-
-  zigzag(): number {
-    const v = this.uleb();
-    return v % 2 === 0 ? v / 2 : -(v + 1) / 2;
-  }
-}
-
 /**
  * Check n levels (RLE/bit-packed hybrid) against what a column without nulls holds: definition levels
  * all at their maximum (rep false), or repetition levels that start a row every `width` values, the
@@ -354,11 +335,11 @@ class Cursor {
 function checkLevels(buf: Uint8Array, max: number, n: number, rep: boolean, width: number, at: number): void {
   const bits = 32 - Math.clz32(max);
   const bad = () => unsupported(rep ? 'lists of different lengths' : 'nulls or empty lists');
-  const c = new Cursor(buf);
+  const c = new ThriftReader(buf);
   let col = at % width; // rep: the next value's place in its row
   let k = 0;
   while (k < n) {
-    const header = c.uleb();
+    const header = c.varint();
     if (header % 2 === 1) {
       const count = Math.floor(header / 2) * 8;
       const take = Math.min(count, n - k);
@@ -425,10 +406,10 @@ function decodeValues(src: Uint8Array, encoding: number, leaf: Leaf, n: number, 
 
 /** DELTA_BINARY_PACKED integers; values must stay within 2^53 (row ids and positions do). */
 function deltaBinaryPacked(buf: Uint8Array, n: number, out: TypedArray, at: number, bits: 32 | 64): void {
-  const c = new Cursor(buf);
-  const blockSize = c.uleb();
-  const miniblocks = c.uleb();
-  const total = c.uleb();
+  const c = new ThriftReader(buf);
+  const blockSize = c.varint();
+  const miniblocks = c.varint();
+  const total = c.varint();
   let last = c.zigzag();
   const per = blockSize / miniblocks;
   if (total !== n || !(miniblocks > 0) || blockSize % 128 !== 0 || per % 32 !== 0) unsupported('delta header');

@@ -35,7 +35,7 @@ export class ThriftReader {
     return this.buf[this.pos++];
   }
 
-  /** unsigned LEB128, exact up to 2^53 */
+  /** unsigned LEB128, exact up to 2^53 (also Parquet's own varints: levels, delta encoding) */
   varint(): number {
     let v = 0;
     let scale = 1;
@@ -49,7 +49,7 @@ export class ThriftReader {
     return v;
   }
 
-  private zigzag(): number {
+  zigzag(): number {
     const v = this.varint();
     return v % 2 === 0 ? v / 2 : -(v + 1) / 2;
   }
