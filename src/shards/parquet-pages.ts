@@ -232,6 +232,21 @@ function readChunk(bytes: Uint8Array, cm: ThriftStruct, leaf: Leaf, width: numbe
   return at;
 }
 
+let zstd: boolean | null = null;
+
+/** Whether zstd pages are read here: the addon is built and opens libzstd (an empty frame decodes). */
+export function zstdReadable(): boolean {
+  if (zstd === null) {
+    const base = loadAddon();
+    try {
+      zstd = base.ok && base.addon.zstdDecompress(new Uint8Array([0x28, 0xb5, 0x2f, 0xfd, 0x20, 0x00, 0x01, 0x00, 0x00]), new Uint8Array(0)) === 0;
+    } catch {
+      zstd = false;
+    }
+  }
+  return zstd;
+}
+
 let scratch = new Uint8Array(1 << 16);
 
 /** A page's bytes, decompressed into a scratch buffer that the next page reuses. */
@@ -246,8 +261,8 @@ function decompress(src: Uint8Array, codec: number, size: number): Uint8Array {
   if (codec === SNAPPY) got = snappyDecompress(src, dst);
   else if (codec === ZSTD) {
     const base = loadAddon();
+    if (!base.ok || !zstdReadable()) unsupported('zstd needs the native addon and libzstd');
     got = base.ok ? base.addon.zstdDecompress(src, dst) : -1;
-    if (got < 0) unsupported('zstd needs the native addon and libzstd');
   } else return unsupported(`codec ${codec}`);
   if (got !== size) unsupported('page size');
   return dst;
