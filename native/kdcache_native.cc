@@ -1384,25 +1384,27 @@ ZstdDecompressFn g_zstd_decompress = nullptr;
 ZstdIsErrorFn g_zstd_is_error = nullptr;
 ZstdErrorNameFn g_zstd_error_name = nullptr;
 
-bool LoadZstd() {
-  static bool tried = false;
-  if (tried) return g_zstd_decompress != nullptr;
-  tried = true;
-  for (const char* name : {"libzstd.so.1", "libzstd.so"}) {
-    void* h = dlopen(name, RTLD_NOW | RTLD_LOCAL);
-    if (!h) continue;
-    auto d = reinterpret_cast<ZstdDecompressFn>(dlsym(h, "ZSTD_decompress"));
-    auto e = reinterpret_cast<ZstdIsErrorFn>(dlsym(h, "ZSTD_isError"));
-    auto n = reinterpret_cast<ZstdErrorNameFn>(dlsym(h, "ZSTD_getErrorName"));
-    if (d && e && n) {
-      g_zstd_decompress = d;
-      g_zstd_is_error = e;
-      g_zstd_error_name = n;
-      return true;
-    }
+bool OpenZstd(const char* name) {
+  void* h = dlopen(name, RTLD_NOW | RTLD_LOCAL);
+  if (!h) return false;
+  auto d = reinterpret_cast<ZstdDecompressFn>(dlsym(h, "ZSTD_decompress"));
+  auto e = reinterpret_cast<ZstdIsErrorFn>(dlsym(h, "ZSTD_isError"));
+  auto n = reinterpret_cast<ZstdErrorNameFn>(dlsym(h, "ZSTD_getErrorName"));
+  if (!d || !e || !n) {
     dlclose(h);
+    return false;
   }
-  return false;
+  g_zstd_decompress = d;
+  g_zstd_is_error = e;
+  g_zstd_error_name = n;
+  return true;
+}
+
+// Opened once per process; a function-local static, because the shard loader thread and the main
+// thread may both be first.
+bool LoadZstd() {
+  static const bool loaded = OpenZstd("libzstd.so.1") || OpenZstd("libzstd.so");
+  return loaded;
 }
 
 // zstdDecompress(src Uint8Array, dst Uint8Array) -> bytes written into dst, or -1 when libzstd

@@ -36,7 +36,6 @@ export interface FlatParquet {
 /** Thrown for anything this reader leaves to parquet-wasm; never escapes readFlatParquet. */
 class Unsupported extends Error {}
 
-
 const unsupported = (what: string): never => {
   throw new Unsupported(what);
 };
@@ -191,24 +190,27 @@ function readChunk(bytes: Uint8Array, cm: ThriftStruct, leaf: Leaf, width: numbe
     const page = bytes.subarray(r.pos, r.pos + size);
     if (page.byteLength !== size) unsupported('page past the end');
     pos = r.pos + size;
+    // Each page version puts its levels and values in its own place; they are checked alike below.
     let values: Uint8Array;
     let n: number;
     let encoding: number;
+    let rep: Uint8Array | null = null;
+    let def: Uint8Array | null = null;
     if (type === DATA_PAGE) {
       const h = struct(header.get(5)) ?? unsupported('page header');
       n = num(h.get(1), 'page values');
       encoding = num(h.get(2), 'encoding');
       const data = decompress(page, codec, rawSize);
       let off = 0;
-      const prefixed = (max: number, rep: boolean): void => {
+      // v1: each kind of level present is a 4-byte length and its runs, repetition first
+      const prefixed = (): Uint8Array => {
         const len = data[off] | (data[off + 1] << 8) | (data[off + 2] << 16) | (data[off + 3] << 24);
         if (!(len >= 0 && off + 4 + len <= data.byteLength)) unsupported('levels');
-        checkLevels(data.subarray(off + 4, off + 4 + len), max, n, rep, width, at);
         off += 4 + len;
+        return data.subarray(off - len, off);
       };
-      if (n > end - at) unsupported('page values');
-      if (leaf.maxRep > 0) prefixed(leaf.maxRep, true);
-      if (leaf.maxDef > 0) prefixed(leaf.maxDef, false);
+      if (leaf.maxRep > 0) rep = prefixed();
+      if (leaf.maxDef > 0) def = prefixed();
       values = data.subarray(off);
     } else if (type === DATA_PAGE_V2) {
       const h = struct(header.get(8)) ?? unsupported('page header');
@@ -218,14 +220,17 @@ function readChunk(bytes: Uint8Array, cm: ThriftStruct, leaf: Leaf, width: numbe
       const defLength = num(h.get(5), 'levels');
       const repLength = num(h.get(6), 'levels');
       if (repLength + defLength > size) unsupported('levels');
-      if (n > end - at) unsupported('page values');
-      if (leaf.maxRep > 0) checkLevels(page.subarray(0, repLength), leaf.maxRep, n, true, width, at);
-      if (leaf.maxDef > 0) checkLevels(page.subarray(repLength, repLength + defLength), leaf.maxDef, n, false, width, at);
+      // v2: both kinds of level uncompressed at the start, lengths in the header
+      if (leaf.maxRep > 0) rep = page.subarray(0, repLength);
+      if (leaf.maxDef > 0) def = page.subarray(repLength, repLength + defLength);
       const body = page.subarray(repLength + defLength);
       values = h.get(7) === false ? body : decompress(body, codec, rawSize - repLength - defLength);
     } else {
       return unsupported(`page type ${type}`); // dictionary pages included
     }
+    if (n > end - at) unsupported('page values');
+    if (rep) checkLevels(rep, leaf.maxRep, n, true, width, at);
+    if (def) checkLevels(def, leaf.maxDef, n, false, width, at);
     decodeValues(values, encoding, leaf, n, out, at);
     at += n;
   }
@@ -261,15 +266,15 @@ function decompress(src: Uint8Array, codec: number, size: number): Uint8Array {
   if (codec === SNAPPY) got = snappyDecompress(src, dst);
   else if (codec === ZSTD) {
     const base = loadAddon();
-    if (!base.ok || !zstdReadable()) unsupported('zstd needs the native addon and libzstd');
-    got = base.ok ? base.addon.zstdDecompress(src, dst) : -1;
+    if (!base.ok || !zstdReadable()) return unsupported('zstd needs the native addon and libzstd');
+    got = base.addon.zstdDecompress(src, dst);
   } else return unsupported(`codec ${codec}`);
   if (got !== size) unsupported('page size');
   return dst;
 }
 
 /** Snappy's block format (github.com/google/snappy, format_description.txt). */
-export function snappyDecompress(src: Uint8Array, dst: Uint8Array): number {
+function snappyDecompress(src: Uint8Array, dst: Uint8Array): number {
   let p = 0;
   let length = 0;
   for (let scale = 1; ; scale *= 128) {
