@@ -1,10 +1,11 @@
 /**
  * train-student throughput, in one run:
  *  - examples/s streaming from shards vs the same training with all data preloaded in memory
- *    (same student, batch, epochs and step code; alternating runs; median ratio; target >= 0.95),
- *    against two preloaded baselines: the very same batches (shards decoded before the clock
- *    starts, then the same shard order and shuffle buffer: only where the data comes from differs),
- *    and a full permutation of all rows gathered into batches (the fastest preloaded loop);
+ *    (same student, batch, epochs and step code; rounds alternating in one process; median ratio;
+ *    target >= 0.95), against two preloaded baselines: the very same batches (shards decoded
+ *    before the clock starts, then the same shard order and shuffle buffer: only where the data
+ *    comes from differs), and a full permutation of all rows gathered into batches (the fastest
+ *    preloaded loop);
  *  - process RSS while training over a cache >= 10x the shuffle buffer (sampled every 100 ms);
  *  - examples/s of offline distillation (cached logits) per tfjs backend;
  *  - offline vs online distillation (the ONNX teacher run on every batch, every epoch).
@@ -13,10 +14,10 @@
  *                       [--stream-rows 40000 --stream-epochs 6 --reps 3 --rss-rows 200000 --rss-buffer 10000]
  *
  * Student mlp:256,128 on 784-dim inputs, batch 256, Adam; teacher from bench/models (--teacher).
- * Reported examples/s: per backend, the last epoch's; streaming vs preloaded, the median of epochs 2-6
- * (--stream-epochs 6: one 0.3 s epoch is at the mercy of this VM's hiccups). The first epoch includes
- * tfjs warm-up. Every case runs in a fresh process: tfjs backends and wasm heaps left by one case
- * would skew the next.
+ * Reported examples/s: per backend, the last epoch's; streaming vs preloaded, per round the median
+ * of epochs 2-6 (--stream-epochs 6: one 0.3 s epoch is at the mercy of this VM's hiccups), then the
+ * median over rounds. Each backend runs in a fresh process: tfjs backends and wasm heaps left by
+ * one would skew the next. The three streaming cases share one process and one backend.
  */
 import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
@@ -29,7 +30,7 @@ import { precomputeLogits } from '../src/precompute/run.js';
 import { initBackend } from '../src/train/backend.js';
 import { bindData } from '../src/train/bind.js';
 import { cacheSource, openCache } from '../src/train/cache.js';
-import { type ClosableSource, workerCacheSource } from '../src/train/cache-worker.js';
+import { workerCacheSource } from '../src/train/cache-worker.js';
 import { ExampleTable } from '../src/train/examples.js';
 import { MetricsAccumulator } from '../src/train/metrics.js';
 import { RNG_PURPOSE, Rng, deriveRng, shuffleInPlace } from '../src/train/rng.js';
@@ -106,50 +107,50 @@ async function online(x: Float32Array, n: number): Promise<Row> {
 }
 
 type RateCase = 'stream' | 'preloaded' | 'preloaded-same-batches';
-interface RateResult { case: RateCase; backend: string; epoch_rates: number[]; examples_per_second: number; final_loss: number | null }
+const RATE_CASES: RateCase[] = ['stream', 'preloaded-same-batches', 'preloaded'];
+interface RateRound { order: RateCase[]; epoch_rates: Record<RateCase, number[]>; examples_per_second: Record<RateCase, number>; ratio_same_batches: number; ratio: number }
+interface RateResult { backend: string; rounds: RateRound[]; final_loss: Record<RateCase, number | null> }
 
-/** The same student, optimizer and seed for both sides of the streaming comparison. */
-async function stepContext(): Promise<{ ctx: StepContext; backend: string }> {
-  const info = await initBackend('auto');
+/** The same student (same seed, so the same initial weights) and optimizer for every case. */
+async function stepContext(): Promise<StepContext> {
   const s = await createStudent(parseStudentSpec(student), { preShape: [784], classes: 10, seed: 1 });
-  const ctx = { model: s.model, optimizer: createOptimizer('adam', 1e-3), loss: { alpha: 1, temperature: 4, kind: 'kd' as const }, inputShape: [784], classes: 10 };
-  return { ctx, backend: info.name };
+  return { model: s.model, optimizer: createOptimizer('adam', 1e-3), loss: { alpha: 1, temperature: 4, kind: 'kd' as const }, inputShape: [784], classes: 10 };
 }
 
 /**
- * Streaming: shards read, decoded and joined with the data file one ahead, through the shuffle
- * buffer, as train-student does. Preloaded, same batches: every shard decoded before the clock
- * starts, then the same trainEpoch (shard order, shuffle buffer, seed) over the tables in memory,
- * so both train on identical batches (their losses must match). Preloaded: every shard decoded into
- * one table, then each epoch a full permutation gathered into batches. All call the same trainStep.
+ * Streaming vs preloaded, in one process: rounds of `streamEpochs` epochs per case, the cases'
+ * order rotating from round to round. From one process to the next this VM ran the same preloaded
+ * case anywhere from 105k to 153k ex/s, which buried a few percent of difference; within a process,
+ * rounds seconds apart see the same machine. Each case trains its own copy of the student, so the
+ * cases do not share optimizer state. The first epoch of each round is not counted: streaming
+ * starts it waiting for its first shards (no read-ahead crosses from one case to the next).
+ *  - stream: shards read, decoded and joined with the data file one ahead on the loader thread,
+ *    through the shuffle buffer, as train-student does;
+ *  - preloaded-same-batches: every shard decoded before the clock starts, then the same trainEpoch
+ *    (shard order, shuffle buffer, seed) over the tables in memory: only where the data comes from
+ *    differs, so its losses equal streaming's;
+ *  - preloaded: the shards in one table, each epoch a full permutation gathered into batches.
  */
-async function streamOrPreloaded(kind: RateCase, cache: string, data: string): Promise<RateResult> {
+async function streamVsPreloaded(cache: string, data: string): Promise<RateResult> {
   const manifest = await openCache(cache);
   const binding = await bindData(manifest, cache, { data });
+  const info = await initBackend('auto');
+  const transform = { pre: manifest.preprocessing, layout: 'as-is' as const };
+  const loader = workerCacheSource({ cacheDir: cache, manifest, transform, dataset: { file: data, inputColumn: null }, labels: binding.labels });
   try {
-    const { ctx, backend } = await stepContext();
-    const transform = { pre: manifest.preprocessing, layout: 'as-is' as const };
-    // Streaming reads the shards as train-student does (decoded on its worker thread).
-    const loader = kind === 'stream'
-      ? workerCacheSource({ cacheDir: cache, manifest, transform, dataset: { file: data, inputColumn: null }, labels: binding.labels })
-      : cacheSource({ cacheDir: cache, manifest, transform, dataset: binding.dataset, labels: binding.labels });
-    let all: ExampleTable | null = null;
-    const source = kind === 'preloaded-same-batches'
-      ? memorySource(await Promise.all(Array.from({ length: loader.chunks }, (_, c) => loader.load(c))), true)
-      : loader;
-    if (kind === 'preloaded') {
-      all = new ExampleTable(manifest.rows, source.inputWidth, source.logitsWidth);
-      for (let c = 0; c < source.chunks; c++) {
-        const chunk = await loader.load(c);
-        for (let i = 0; i < chunk.length; i++) all.append(chunk, i);
-      }
-    }
-    const rates: number[] = [];
-    let finalLoss: number | null = null;
-    for (let e = 0; e < streamEpochs; e++) {
-      if (all) {
+    const direct = cacheSource({ cacheDir: cache, manifest, transform, dataset: binding.dataset, labels: binding.labels });
+    const tables = await Promise.all(Array.from({ length: direct.chunks }, (_, c) => direct.load(c)));
+    const memory = memorySource(tables, true);
+    const all = new ExampleTable(manifest.rows, direct.inputWidth, direct.logitsWidth);
+    for (const chunk of tables) for (let i = 0; i < chunk.length; i++) all.append(chunk, i);
+    const ctx = Object.fromEntries(await Promise.all(RATE_CASES.map(async (c) => [c, await stepContext()] as const))) as Record<RateCase, StepContext>;
+    const epochOf: Record<RateCase, number> = { stream: 0, 'preloaded-same-batches': 0, preloaded: 0 };
+    const finalLoss: Record<RateCase, number | null> = { stream: null, 'preloaded-same-batches': null, preloaded: null };
+    const batch = new ExampleTable(batchSize, all.inputWidth, all.logitsWidth);
+    const epoch = async (kind: RateCase, last: boolean): Promise<number> => {
+      const e = epochOf[kind]++;
+      if (kind === 'preloaded') {
         const perm = Int32Array.from(shuffleInPlace([...Array(all.length).keys()], deriveRng(1, e, RNG_PURPOSE.shuffle)));
-        const batch = new ExampleTable(batchSize, all.inputWidth, all.logitsWidth);
         const metrics = new MetricsAccumulator();
         const t0 = performance.now();
         for (let b = 0; b < perm.length; b += batchSize) {
@@ -157,21 +158,34 @@ async function streamOrPreloaded(kind: RateCase, cache: string, data: string): P
           // gathered the way the stream fills its batches (one moveRows call per batch)
           const n = Math.min(batchSize, perm.length - b);
           batch.appendRows(all, perm.subarray(b, b + n), n);
-          trainStep(ctx, batch, metrics);
+          trainStep(ctx[kind], batch, metrics);
         }
-        rates.push(perm.length / ((performance.now() - t0) / 1000));
-      } else {
-        const order = shuffleInPlace([...Array(source.chunks).keys()], deriveRng(1, e, RNG_PURPOSE.shardOrder));
-        const nextOrder = e + 1 < streamEpochs ? shuffleInPlace([...Array(source.chunks).keys()], deriveRng(1, e + 1, RNG_PURPOSE.shardOrder)) : undefined;
-        const r = await trainEpoch(ctx, source, order, { batchSize, shuffleBuffer: Math.min(10_000, manifest.rows), rng: deriveRng(1, e, RNG_PURPOSE.shuffle), nextOrder });
-        rates.push(r.examples / r.seconds);
-        finalLoss = r.metrics.loss ?? null;
+        return perm.length / ((performance.now() - t0) / 1000);
       }
+      const source = kind === 'stream' ? loader : memory;
+      const order = shuffleInPlace([...Array(source.chunks).keys()], deriveRng(1, e, RNG_PURPOSE.shardOrder));
+      const nextOrder = last ? undefined : shuffleInPlace([...Array(source.chunks).keys()], deriveRng(1, e + 1, RNG_PURPOSE.shardOrder));
+      const r = await trainEpoch(ctx[kind], source, order, { batchSize, shuffleBuffer: Math.min(10_000, manifest.rows), rng: deriveRng(1, e, RNG_PURPOSE.shuffle), nextOrder });
+      finalLoss[kind] = r.metrics.loss ?? null;
+      return r.examples / r.seconds;
+    };
+    const rounds: RateRound[] = [];
+    for (let i = 0; i < reps; i++) {
+      const order = RATE_CASES.map((_, j) => RATE_CASES[(i + j) % RATE_CASES.length]);
+      const rates = {} as Record<RateCase, number[]>;
+      for (const c of order) {
+        rates[c] = [];
+        for (let k = 0; k < streamEpochs; k++) rates[c].push(await epoch(c, k === streamEpochs - 1));
+      }
+      const ex = Object.fromEntries(RATE_CASES.map((c) => [c, Math.round(median(rates[c].slice(1)))])) as Record<RateCase, number>;
+      const round = { order, epoch_rates: Object.fromEntries(RATE_CASES.map((c) => [c, rates[c].map(Math.round)])) as Record<RateCase, number[]>, examples_per_second: ex,
+        ratio_same_batches: ex.stream / ex['preloaded-same-batches'], ratio: ex.stream / ex.preloaded };
+      rounds.push(round);
+      process.stderr.write(`round ${i + 1}/${reps}: stream ${ex.stream} ex/s vs preloaded same batches ${ex['preloaded-same-batches']} (${round.ratio_same_batches.toFixed(3)}) vs preloaded permutation ${ex.preloaded} (${round.ratio.toFixed(3)}), ${info.name}\n`);
     }
-    if ('close' in loader) await (loader as ClosableSource).close();
-    // The first epoch includes tfjs warm-up (kernel compilation, heap growth): not counted.
-    return { case: kind, backend, epoch_rates: rates.map(Math.round), examples_per_second: Math.round(median(rates.slice(1))), final_loss: finalLoss };
+    return { backend: info.name, rounds, final_loss: finalLoss };
   } finally {
+    await loader.close();
     await binding.dataset?.close();
   }
 }
@@ -268,7 +282,7 @@ async function runCase(name: string): Promise<void> {
   const data = flag('data');
   const tmp = flag('tmp');
   let row: Row | RateResult | RssResult | null;
-  if (name === 'stream' || name === 'preloaded' || name === 'preloaded-same-batches') row = await streamOrPreloaded(name, cache, data);
+  if (name === 'stream-vs-preloaded') row = await streamVsPreloaded(cache, data);
   else if (name === 'rss') row = await rssCase(cache, tmp);
   else if (name === 'online') {
     row = await online(Float32Array.from(randomBytes(rows), (v) => v / 255), rows);
@@ -291,8 +305,8 @@ async function main(): Promise<void> {
     await precomputeLogits({ teacher: TEACHER, data, out: cache, scale: 1 / 255, device: 'cpu', quiet: true });
     const precomputeSecs = (performance.now() - t0) / 1000;
 
-    const runIn = <T>(c: string, cacheDir: string, dataFile: string): T | null => {
-      const r = spawnSync(process.execPath, [fileURLToPath(import.meta.url), '--case', c, '--cache', cacheDir, '--data', dataFile, '--tmp', tmp, '--rows', String(rows), '--epochs', String(epochs), '--teacher', path.basename(TEACHER), '--stream-epochs', String(streamEpochs), '--rss-buffer', String(rssBuffer)], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit'], maxBuffer: 1 << 26 });
+    const runIn = <T>(c: string, cacheDir: string, dataFile: string, extra: string[] = []): T | null => {
+      const r = spawnSync(process.execPath, [fileURLToPath(import.meta.url), '--case', c, '--cache', cacheDir, '--data', dataFile, '--tmp', tmp, '--rows', String(rows), '--epochs', String(epochs), '--teacher', path.basename(TEACHER), '--stream-epochs', String(streamEpochs), '--rss-buffer', String(rssBuffer), ...extra], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit'], maxBuffer: 1 << 26 });
       if (r.status !== 0) throw new Error(`case ${c} failed (exit ${r.status})`);
       return JSON.parse(r.stdout.trim() || 'null') as T | null;
     };
@@ -302,31 +316,19 @@ async function main(): Promise<void> {
     writeRandomNpy(streamData, streamRows);
     const streamCache = path.join(tmp, 'cache-stream');
     await precomputeLogits({ teacher: CHEAP_TEACHER, data: streamData, out: streamCache, scale: 1 / 255, device: 'cpu', quiet: true });
-    // Each rep runs the three cases in a rotated order, so drift in machine load hits all of them.
-    const CASES: RateCase[] = ['stream', 'preloaded-same-batches', 'preloaded'];
-    const reps3: { stream: RateResult; same: RateResult; preloaded: RateResult; ratio_same_batches: number; ratio: number }[] = [];
-    for (let i = 0; i < reps; i++) {
-      const got = new Map<RateCase, RateResult>();
-      for (let j = 0; j < CASES.length; j++) {
-        const c = CASES[(i + j) % CASES.length];
-        got.set(c, runIn<RateResult>(c, streamCache, streamData)!);
-      }
-      const st = got.get('stream')!;
-      const same = got.get('preloaded-same-batches')!;
-      const pre = got.get('preloaded')!;
-      reps3.push({ stream: st, same, preloaded: pre, ratio_same_batches: st.examples_per_second / same.examples_per_second, ratio: st.examples_per_second / pre.examples_per_second });
-      process.stderr.write(`stream ${st.examples_per_second} ex/s vs preloaded same batches ${same.examples_per_second} (${(st.examples_per_second / same.examples_per_second).toFixed(3)}; final loss ${st.final_loss} vs ${same.final_loss}) vs preloaded permutation ${pre.examples_per_second} (${(st.examples_per_second / pre.examples_per_second).toFixed(3)}), ${st.backend}\n`);
-    }
+    const sp = runIn<RateResult>('stream-vs-preloaded', streamCache, streamData, ['--reps', String(reps)])!;
+    const ofCase = (c: RateCase) => sp.rounds.map((r) => r.examples_per_second[c]);
     const streamVsPreloaded = {
-      rows: streamRows, shards: Math.ceil(streamRows / 10_000), epochs: streamEpochs, shuffle_buffer: 10_000, backend: reps3[0].stream.backend, reps,
-      stream_examples_per_second: median(reps3.map((p) => p.stream.examples_per_second)),
-      preloaded_same_batches_examples_per_second: median(reps3.map((p) => p.same.examples_per_second)),
-      preloaded_examples_per_second: median(reps3.map((p) => p.preloaded.examples_per_second)),
-      median_ratio_same_batches: Math.round(median(reps3.map((p) => p.ratio_same_batches)) * 1000) / 1000,
-      median_ratio: Math.round(median(reps3.map((p) => p.ratio)) * 1000) / 1000,
-      same_batches_identical_loss: reps3.every((p) => p.stream.final_loss === p.same.final_loss),
+      rows: streamRows, shards: Math.ceil(streamRows / 10_000), epochs_per_round: streamEpochs, shuffle_buffer: 10_000, backend: sp.backend, rounds: reps,
+      method: 'one process; per round, each case trains its own copy of the student for the given epochs (the first not counted), the order of the cases rotating',
+      stream_examples_per_second: median(ofCase('stream')),
+      preloaded_same_batches_examples_per_second: median(ofCase('preloaded-same-batches')),
+      preloaded_examples_per_second: median(ofCase('preloaded')),
+      median_ratio_same_batches: Math.round(median(sp.rounds.map((r) => r.ratio_same_batches)) * 1000) / 1000,
+      median_ratio: Math.round(median(sp.rounds.map((r) => r.ratio)) * 1000) / 1000,
+      same_batches_identical_loss: sp.final_loss.stream === sp.final_loss['preloaded-same-batches'],
       target: 0.95,
-      runs: reps3,
+      runs: sp.rounds,
     };
     fs.rmSync(streamCache, { recursive: true, force: true });
 
@@ -358,7 +360,7 @@ async function main(): Promise<void> {
     const precomputeRate = rows / precomputeSecs;
     // E epochs: offline pays the teacher once (precompute), online pays it every epoch.
     const speedup = (E: number) => ((E * rows) / onlineRate) / (rows / precomputeRate + (E * rows) / wasmOffline);
-    process.stdout.write(`\nstreaming vs preloaded (${streamRows} rows, ${streamVsPreloaded.shards} shards, shuffle buffer 10000, ${streamEpochs} epochs, ${reps} alternating pairs, ${streamVsPreloaded.backend}): `
+    process.stdout.write(`\nstreaming vs preloaded (${streamRows} rows, ${streamVsPreloaded.shards} shards, shuffle buffer 10000, ${reps} rounds of ${streamEpochs} epochs per case in one process, ${streamVsPreloaded.backend}): `
       + `${streamVsPreloaded.stream_examples_per_second} ex/s; preloaded with the same batches ${streamVsPreloaded.preloaded_same_batches_examples_per_second} ex/s, median ratio ${streamVsPreloaded.median_ratio_same_batches}`
       + ` (identical losses: ${streamVsPreloaded.same_batches_identical_loss}); preloaded as one permuted table ${streamVsPreloaded.preloaded_examples_per_second} ex/s, median ratio ${streamVsPreloaded.median_ratio} (target >= 0.95)\n`);
     process.stdout.write(`RSS, ${rss.cache_rows} rows (${(rss.cache_bytes_decoded / 2 ** 20).toFixed(0)} MB decoded, ${(rss.cache_bytes_on_disk / 2 ** 20).toFixed(0)} MB on disk) with shuffle buffer ${rss.shuffle_buffer}: `
