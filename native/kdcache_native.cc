@@ -1429,6 +1429,67 @@ napi_value JsZstdDecompress(napi_env env, napi_callback_info info) {
   return out;
 }
 
+// movePixelRows(dst Float32Array, dstStart, src Uint8Array, srcRows Int32Array, count, width,
+//               res Uint8Array|null, slots Int32Array|null, mul Float64Array, add Float64Array)
+// moveRows for raw uint8 rows (a decoded shard's pixels, and the shuffle buffer holding them): rows
+// become model inputs only as they land in `dst`, y = (float)(x * mul[c] + add[c]) with c the row's
+// channel (width / mul.length values each), the same values as pixels(). With res, for k in order:
+// dst row dstStart+k <- converted res row slots[k], then res row slots[k] <- src row srcRows[k]
+// (bytes; skipped when srcRows[k] < 0; src may be res). Without res: dst row <- converted src row.
+napi_value JsMovePixelRows(napi_env env, napi_callback_info info) {
+  Args a;
+  if (!GetArgs(env, info, &a, 10)) return nullptr;
+  int64_t dst_start, count, width;
+  if (!Int(a, 1, &dst_start) || !Int(a, 4, &count) || !Int(a, 5, &width)) return nullptr;
+  if (dst_start < 0 || count < 0 || width < 1) return Fail(env, "kdcache native: bad movePixelRows arguments"), nullptr;
+  void *vd, *vs, *vi, *vr, *vslots, *vmul, *vadd;
+  size_t ns, nr = 0, channels = 0;
+  if (!Typed(a, 0, napi_float32_array, (dst_start + count) * width, "kdcache native: movePixelRows dst is too short", &vd) ||
+      !Typed(a, 2, napi_uint8_array, 0, "kdcache native: movePixelRows src must be a Uint8Array", &vs, &ns) ||
+      !Typed(a, 3, napi_int32_array, count, "kdcache native: movePixelRows srcRows must be an Int32Array of count", &vi) ||
+      !Typed(a, 6, napi_uint8_array, 0, "kdcache native: movePixelRows res must be a Uint8Array or null", &vr, &nr, true) ||
+      !Typed(a, 7, napi_int32_array, vr ? count : 0, "kdcache native: movePixelRows slots must be an Int32Array of count", &vslots, nullptr, true) ||
+      !Typed(a, 8, napi_float64_array, 1, "kdcache native: movePixelRows mul must be a Float64Array", &vmul, &channels) ||
+      !Typed(a, 9, napi_float64_array, static_cast<int64_t>(channels), "kdcache native: movePixelRows add must be as long as mul", &vadd)) {
+    return nullptr;
+  }
+  if (width % static_cast<int64_t>(channels) != 0) return Fail(env, "kdcache native: movePixelRows width is not a multiple of the channels"), nullptr;
+  float* dst = static_cast<float*>(vd);
+  const uint8_t* src = static_cast<const uint8_t*>(vs);
+  uint8_t* res = static_cast<uint8_t*>(vr);
+  const int32_t* rows = static_cast<const int32_t*>(vi);
+  const int32_t* slots = static_cast<const int32_t*>(vslots);
+  const double* mul = static_cast<const double*>(vmul);
+  const double* add = static_cast<const double*>(vadd);
+  const int64_t src_rows = static_cast<int64_t>(ns) / width;
+  const int64_t res_rows = static_cast<int64_t>(nr) / width;
+  for (int64_t k = 0; k < count; k++) {
+    if (rows[k] >= src_rows || (!res && rows[k] < 0) || (res && (slots[k] < 0 || slots[k] >= res_rows))) {
+      return Fail(env, "kdcache native: movePixelRows row index out of range"), nullptr;
+    }
+  }
+  const int64_t plane = width / static_cast<int64_t>(channels);
+  auto convert = [&](float* out, const uint8_t* x) {
+    for (size_t c = 0; c < channels; c++) PixelsRow(x + c * plane, out + c * plane, plane, mul[c], add[c]);
+  };
+  for (int64_t k = 0; k < count; k++) {
+    if (k + 2 < count) {
+      // two moves ahead: a random row of a buffer far larger than the caches
+      const uint8_t* next = res ? res + static_cast<int64_t>(slots[k + 2]) * width : src + static_cast<int64_t>(rows[k + 2]) * width;
+      for (int64_t j = 0; j < width; j += 64) __builtin_prefetch(next + j);
+    }
+    float* out = dst + (dst_start + k) * width;
+    if (res) {
+      uint8_t* slot = res + static_cast<int64_t>(slots[k]) * width;
+      convert(out, slot);
+      if (rows[k] >= 0 && src + static_cast<int64_t>(rows[k]) * width != slot) std::memmove(slot, src + static_cast<int64_t>(rows[k]) * width, width);
+    } else {
+      convert(out, src + static_cast<int64_t>(rows[k]) * width);
+    }
+  }
+  return Undefined(env);
+}
+
 napi_value Init(napi_env env, napi_value exports) {
   const napi_property_descriptor props[] = {
       {"load", nullptr, JsLoad, nullptr, nullptr, nullptr, napi_default, nullptr},
@@ -1445,11 +1506,12 @@ napi_value Init(napi_env env, napi_value exports) {
       {"computeThreads", nullptr, JsComputeThreads, nullptr, nullptr, nullptr, napi_default, nullptr},
       {"moveRows", nullptr, JsMoveRows, nullptr, nullptr, nullptr, napi_default, nullptr},
       {"zstdDecompress", nullptr, JsZstdDecompress, nullptr, nullptr, nullptr, napi_default, nullptr},
+      {"movePixelRows", nullptr, JsMovePixelRows, nullptr, nullptr, nullptr, napi_default, nullptr},
   };
   napi_define_properties(env, exports, sizeof(props) / sizeof(props[0]), props);
   // Bumped whenever the functions above change: src/util/addon.ts (ADDON_API_VERSION) refuses another version.
   napi_value version;
-  napi_create_int32(env, 9, &version);
+  napi_create_int32(env, 10, &version);
   napi_set_named_property(env, exports, "apiVersion", version);
   return exports;
 }

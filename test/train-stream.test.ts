@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import { ExampleTable } from '../src/train/examples.js';
 import { Rng, deriveRng, mixSeed, rowHash01, shuffleInPlace } from '../src/train/rng.js';
-import { type MoveRows, moveRowsJs } from '../src/train/row-moves.js';
+import { type MovePixelRows, type MoveRows, movePixelRowsJs, moveRowsJs } from '../src/train/row-moves.js';
 import { ShuffleBuffer } from '../src/train/shuffle-buffer.js';
 import { type ChunkSource, memorySource, streamBatches } from '../src/train/stream.js';
 import { countHeldOut, isHeldOut } from '../src/train/validation.js';
@@ -158,6 +158,83 @@ describe('shuffle buffer', () => {
       assert.deepEqual(self(addon.addon.moveRows.bind(addon.addon)), self(moveRowsJs));
     }
     assert.throws(() => addon.addon.moveRows(new Float32Array(4), 0, new Float32Array(4), Int32Array.of(9), 1, 4, null, null), /out of range/);
+  });
+});
+
+describe('pixel rows', () => {
+  const W = 12;
+  /** x = float32(v * mul[c] + add[c]) in float64, as preprocessing computes it */
+  const affine = { mul: Float64Array.of(1 / 255, 2 / 255, 1 / 51), add: Float64Array.of(0, -0.5, -2.25) };
+  /** Chunks holding pixels, and the same chunks converted to floats by the formula itself. */
+  function pixelChunks(sizes: number[]): { pix: ExampleTable[]; floats: ExampleTable[] } {
+    let next = 0;
+    const pix: ExampleTable[] = [];
+    const floats: ExampleTable[] = [];
+    for (const n of sizes) {
+      const u8 = Uint8Array.from({ length: n * W }, (_, i) => (((next * W + i) * 2654435761) >>> 24));
+      const p = new ExampleTable(n, W, K, { pixels: { u8, ...affine } });
+      const f = new ExampleTable(n, W, K, { x: Float32Array.from(u8, (v, i) => v * affine.mul[Math.floor((i % W) / 4)] + affine.add[Math.floor((i % W) / 4)]) });
+      for (const t of [p, f]) {
+        for (let i = 0; i < n; i++) {
+          t.t.set([next + i, -(next + i)], i * K);
+          t.y[i] = (next + i) % 5;
+          t.row[i] = next + i;
+        }
+        t.length = n;
+      }
+      next += n;
+      pix.push(p);
+      floats.push(f);
+    }
+    return { pix, floats };
+  }
+
+  test('a stream of pixel chunks gives exactly the batches of the same chunks as floats, pixels kept in the shuffle buffer', async () => {
+    const { pix, floats } = pixelChunks([100, 37, 250, 1, 80]);
+    assert.deepEqual(pix[2].xView(), floats[2].xView(), 'xView converts');
+    const pixSource = { ...memorySource(pix, true), pixels: affine };
+    for (const shuffleBuffer of [0, 64]) {
+      const opts = () => ({ batchSize: 50, shuffleBuffer, rng: new Rng(3) });
+      const a: Float32Array[] = [];
+      const b: Float32Array[] = [];
+      for await (const batch of streamBatches(pixSource, [3, 0, 4, 2, 1], opts())) a.push(batch.xView().slice(), batch.tView().slice(), Float32Array.from(batch.row.subarray(0, batch.length)));
+      for await (const batch of streamBatches(memorySource(floats, true), [3, 0, 4, 2, 1], opts())) b.push(batch.xView().slice(), batch.tView().slice(), Float32Array.from(batch.row.subarray(0, batch.length)));
+      assert.equal(a.length, 30);
+      assert.deepEqual(a, b);
+    }
+    // the pixel buffer refuses float chunks rather than mixing kinds
+    const mixed = { ...memorySource([pix[0], floats[1]], true), pixels: affine };
+    await assert.rejects(async () => { for await (const _ of streamBatches(mixed, [0, 1], { batchSize: 50, shuffleBuffer: 64, rng: new Rng(1) })); }, /cannot be mixed/);
+  });
+
+  test('the native movePixelRows makes exactly the moves of movePixelRowsJs', (t) => {
+    const addon = loadAddon();
+    if (!addon.ok) return t.skip(`native addon: ${addon.reason}`);
+    const native: MovePixelRows = (dst, at, src, rows, count, width, res, slots) => addon.addon.movePixelRows(dst, at, src.u8, rows, count, width, res, slots, src.mul, src.add);
+    for (const width of [3, 12, 784 * 3]) {
+      const rng = new Rng(width);
+      const src = { u8: Uint8Array.from({ length: 50 * width }, () => rng.int(256)), ...affine };
+      const res = Uint8Array.from({ length: 20 * width }, () => rng.int(256));
+      const rows = Int32Array.from({ length: 40 }, (_, k) => (k % 7 === 3 ? -1 : rng.int(50)));
+      const slots = Int32Array.from({ length: 40 }, () => rng.int(20));
+      const run = (move: MovePixelRows, withRes: boolean) => {
+        const dst = new Float32Array(45 * width);
+        const r = res.slice();
+        move(dst, 5, src, withRes ? rows : rows.map(Math.abs), 40, width, withRes ? r : null, withRes ? slots : null);
+        return [dst, r];
+      };
+      assert.deepEqual(run(native, true), run(movePixelRowsJs, true));
+      assert.deepEqual(run(native, false), run(movePixelRowsJs, false));
+      // the buffer as its own source (the drain at the end of a pass)
+      const self = (move: MovePixelRows) => {
+        const r = res.slice();
+        const dst = new Float32Array(3 * width);
+        move(dst, 0, { ...src, u8: r }, Int32Array.of(19, -1, 17), 3, width, r, Int32Array.of(4, 18, 4));
+        return [dst, r];
+      };
+      assert.deepEqual(self(native), self(movePixelRowsJs));
+    }
+    assert.throws(() => native(new Float32Array(12), 0, { u8: new Uint8Array(12), ...affine }, Int32Array.of(9), 1, 12, null, null), /out of range/);
   });
 });
 

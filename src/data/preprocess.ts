@@ -35,11 +35,15 @@ export function preprocessInto(src: TypedArray, rows: number, pre: Preprocessing
   return dst;
 }
 
+/** x' = x * mul[c] + add[c], per channel c: the formula above for pixels, computed in float64. */
+export function pixelAffine(pre: Preprocessing): { mul: Float64Array; add: Float64Array } {
+  return { mul: Float64Array.from(pre.std, (sd) => pre.scale / sd), add: Float64Array.from(pre.std, (sd, c) => -pre.mean[c] / sd) };
+}
+
 function uint8Into(src: Uint8Array, rows: number, width: number, pre: Preprocessing, dst: Float32Array): Float32Array {
   const channels = pre.mean.length;
   const plane = width / channels;
-  const mul = Float64Array.from(pre.std, (sd) => pre.scale / sd);
-  const add = Float64Array.from(pre.std, (sd, c) => -pre.mean[c] / sd);
+  const { mul, add } = pixelAffine(pre);
   // V8 does not vectorise this loop (~1.4 ns per value); the addon's does, and the inference
   // thread waits on it between batches.
   const native = loadAddon();

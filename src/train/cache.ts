@@ -5,7 +5,7 @@
  */
 import * as fs from 'node:fs/promises';
 import * as path from 'node:path';
-import { chwToHwc, preprocessInto } from '../data/preprocess.js';
+import { chwToHwc, pixelAffine, preprocessInto } from '../data/preprocess.js';
 import type { Dataset } from '../data/types.js';
 import { COL_INPUT, CONFIG_FILE, MANIFEST_FILE, type ShardColumns } from '../shards/format.js';
 import type { Manifest, Preprocessing } from '../shards/manifest-types.js';
@@ -15,6 +15,7 @@ import { DTYPE_BYTES, type DType, type TypedArray, halfToFloat, product } from '
 import { UserError, describeFsError } from '../util/errors.js';
 import { halvesToFloats } from '../util/half.js';
 import { ExampleTable } from './examples.js';
+import type { PixelRows } from './row-moves.js';
 import { type TailMode, denseTeacherRows, sampledTeacherRows } from './sparse-targets.js';
 import type { ChunkSource } from './stream.js';
 import type { InputLayout } from './students.js';
@@ -95,8 +96,20 @@ export interface CacheSourceOptions {
   temperature?: number;
 }
 
-/** Shards as chunks: chunk i is shard i. `load` may be given a spent chunk's input array to fill. */
-export function cacheSource(opts: CacheSourceOptions): ChunkSource & { load(index: number, into?: Float32Array): Promise<ExampleTable> } {
+/**
+ * Whether chunks can hold their inputs as pixel rows (ExampleTable.pixels): uint8 data whose
+ * transform is only the per-channel affine map, with no change of layout.
+ */
+export function pixelChunks(manifest: Manifest, tr: InputTransform): boolean {
+  const hwc = tr.layout === 'hwc' && tr.pre.input_shape.length === 3 && tr.pre.input_shape[0] > 1;
+  return manifest.dataset.dtype === 'uint8' && !hwc && product(manifest.dataset.example_shape) === product(tr.pre.input_shape);
+}
+
+/**
+ * Shards as chunks: chunk i is shard i. `load` may be given a spent chunk's input array to fill: a
+ * Float32Array, or for pixelChunks a Uint8Array that receives the raw rows (the chunk's `pixels`).
+ */
+export function cacheSource(opts: CacheSourceOptions): ChunkSource & { load(index: number, into?: Float32Array | Uint8Array): Promise<ExampleTable> } {
   const { manifest } = opts;
   const inputWidth = product(opts.transform.pre.input_shape);
   const k = manifest.output.width;
@@ -116,7 +129,7 @@ export function cacheSource(opts: CacheSourceOptions): ChunkSource & { load(inde
     inputWidth,
     logitsWidth: k,
     hasTeacher: true,
-    async load(index: number, into?: Float32Array): Promise<ExampleTable> {
+    async load(index: number, into?: Float32Array | Uint8Array): Promise<ExampleTable> {
       const rec = manifest.shards[index];
       // The sha256 is checked on every read, not only before training: with --skip-checksums this is
       // the only check, and an uncompressed Arrow shard with a flipped byte would otherwise decode
@@ -130,16 +143,28 @@ export function cacheSource(opts: CacheSourceOptions): ChunkSource & { load(inde
         throw new UserError(`${where}: logits have ${cols.logitsWidth} values per row, the manifest records ${stored}${kind ? ` (${kind})` : ''}; ${REGENERATE}`);
       }
       const rows = rowIndices(cols, manifest.dataset.count, where);
-      const x = opts.dataset
-        ? await withScratch(cols.rows * product(opts.dataset.exampleShape) * DTYPE_BYTES[manifest.dataset.dtype], async (scratch) =>
-          // transformInputs always writes a new array (or `into`), so the scratch is free again after it
-          transformInputs(await readDatasetRows(opts.dataset!, rows, scratch), manifest.dataset.dtype, cols.rows, opts.transform, into))
-        : transformInputs(shardInputs(cols, manifest, where), manifest.dataset.dtype, cols.rows, opts.transform, into);
+      const width = product(manifest.dataset.example_shape);
+      const raw = async (scratch?: ArrayBuffer) => (opts.dataset ? readDatasetRows(opts.dataset, rows, scratch) : shardInputs(cols, manifest, where));
+      let x: Float32Array | undefined;
+      let pixels: PixelRows | undefined;
+      if (into instanceof Uint8Array) {
+        if (!pixelChunks(manifest, opts.transform) || into.length !== cols.rows * width) throw new Error('cacheSource: pixel rows need uint8 data and a buffer of exactly the shard\'s rows');
+        // npy rows are read straight into `into`; other readers' rows are copied there
+        const u8 = await raw(into.buffer as ArrayBuffer);
+        if (u8.buffer !== into.buffer || u8.byteOffset !== into.byteOffset) into.set(u8 as Uint8Array);
+        pixels = { u8: into, ...pixelAffine(opts.transform.pre) };
+      } else {
+        x = opts.dataset
+          ? await withScratch(cols.rows * width * DTYPE_BYTES[manifest.dataset.dtype], async (scratch) =>
+            // transformInputs always writes a new array (or `into`), so the scratch is free again after it
+            transformInputs(await raw(scratch), manifest.dataset.dtype, cols.rows, opts.transform, into))
+          : transformInputs(await raw(), manifest.dataset.dtype, cols.rows, opts.transform, into);
+      }
       const t = teacherRows(cols, k, opts.tail ?? 'ignore', opts.temperature ?? 1, manifest.storage.sample_temperature ?? 1);
       const y = new Int32Array(cols.rows).fill(-1);
       if (cols.label) y.set(cols.label);
       else if (opts.labels) for (let i = 0; i < cols.rows; i++) y[i] = opts.labels[rows[i]];
-      const table = new ExampleTable(cols.rows, inputWidth, k, { x, t, y, row: rows });
+      const table = new ExampleTable(cols.rows, inputWidth, k, { x, t, y, row: rows, pixels });
       table.length = cols.rows;
       return table;
     },

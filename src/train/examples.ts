@@ -1,4 +1,4 @@
-import { copyRow, moveRows } from './row-moves.js';
+import { type PixelRows, copyPixelRows, copyRow, movePixelRows, moveRows } from './row-moves.js';
 
 /**
  * A block of training examples in flat typed arrays: student inputs (already preprocessed and laid
@@ -8,7 +8,13 @@ import { copyRow, moveRows } from './row-moves.js';
 export class ExampleTable {
   /** rows in use, from 0 */
   length = 0;
+  /** inputs as floats, unless `pixels` holds them (then empty) */
   readonly x: Float32Array;
+  /**
+   * A decoded shard's inputs as raw uint8 rows, converted as rows are copied out (into the shuffle
+   * buffer or a batch): the loader then writes a quarter of the bytes and converts nothing.
+   */
+  readonly pixels: PixelRows | null;
   /** teacher logits, capacity * logitsWidth; all zero when the source has no teacher */
   readonly t: Float32Array;
   /** class label, -1 when unknown */
@@ -19,13 +25,14 @@ export class ExampleTable {
     readonly capacity: number,
     readonly inputWidth: number,
     readonly logitsWidth: number,
-    arrays: Partial<Pick<ExampleTable, 'x' | 't' | 'y' | 'row'>> = {},
+    arrays: Partial<Pick<ExampleTable, 'x' | 't' | 'y' | 'row' | 'pixels'>> = {},
   ) {
-    this.x = arrays.x ?? new Float32Array(capacity * inputWidth);
+    this.pixels = arrays.pixels ?? null;
+    this.x = arrays.x ?? new Float32Array(this.pixels ? 0 : capacity * inputWidth);
     this.t = arrays.t ?? new Float32Array(capacity * logitsWidth);
     this.y = arrays.y ?? new Int32Array(capacity).fill(-1);
     this.row = arrays.row ?? new Float64Array(capacity);
-    if (this.x.length < capacity * inputWidth || this.t.length < capacity * logitsWidth || this.y.length < capacity || this.row.length < capacity) {
+    if ((this.pixels ? this.pixels.u8.length : this.x.length) < capacity * inputWidth || this.t.length < capacity * logitsWidth || this.y.length < capacity || this.row.length < capacity) {
       throw new RangeError('ExampleTable: an array is shorter than capacity * width');
     }
   }
@@ -38,7 +45,8 @@ export class ExampleTable {
   put(slot: number, src: ExampleTable, i: number): void {
     const d = this.inputWidth;
     const k = this.logitsWidth;
-    copyRow(this.x, slot * d, src.x, i * d, d);
+    if (this.pixels || src.pixels) this.inputsFrom(slot, src, Int32Array.of(i), 1);
+    else copyRow(this.x, slot * d, src.x, i * d, d);
     copyRow(this.t, slot * k, src.t, i * k, k);
     this.y[slot] = src.y[i];
     this.row[slot] = src.row[i];
@@ -52,7 +60,7 @@ export class ExampleTable {
   appendRows(src: ExampleTable, rows: Int32Array, count: number): void {
     const move = moveRows();
     const at = this.length;
-    move(this.x, at, src.x, rows, count, this.inputWidth, null, null);
+    this.inputsFrom(at, src, rows, count);
     move(this.t, at, src.t, rows, count, this.logitsWidth, null, null);
     for (let k = 0; k < count; k++) {
       this.y[at + k] = src.y[rows[k]];
@@ -61,9 +69,21 @@ export class ExampleTable {
     this.length = at + count;
   }
 
-  /** The first `length` rows' inputs / logits / labels, as views (no copy). */
+  /** Inputs of rows[0..count) of `src` into rows at.. of this table: pixels stay bytes until they reach floats. */
+  private inputsFrom(at: number, src: ExampleTable, rows: Int32Array, count: number): void {
+    if (this.pixels) {
+      if (!src.pixels) throw new Error('ExampleTable: float rows cannot go into a table of pixel rows');
+      copyPixelRows(this.pixels.u8, at, src.pixels.u8, rows, count, this.inputWidth);
+    } else if (src.pixels) movePixelRows()(this.x, at, src.pixels, rows, count, this.inputWidth, null, null);
+    else moveRows()(this.x, at, src.x, rows, count, this.inputWidth, null, null);
+  }
+
+  /** The first `length` rows' inputs / logits / labels, as views (no copy; pixel rows are converted into a new array). */
   xView(): Float32Array {
-    return this.x.subarray(0, this.length * this.inputWidth);
+    if (!this.pixels) return this.x.subarray(0, this.length * this.inputWidth);
+    const x = new Float32Array(this.length * this.inputWidth);
+    movePixelRows()(x, 0, this.pixels, Int32Array.from({ length: this.length }, (_, i) => i), this.length, this.inputWidth, null, null);
+    return x;
   }
 
   tView(): Float32Array {

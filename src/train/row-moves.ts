@@ -2,6 +2,7 @@
  * Row copies between float32 tables, the hot loop of streaming: rows into and out of the shuffle
  * buffer and gathered into batches. The native addon's moveRows does them when it is built (one
  * call per batch, with the next random slots prefetched); otherwise the same moves run here.
+ * Decoded shards may hold pixel rows instead (PixelRows), converted to floats as they move.
  */
 import { type AddonBase, loadAddon } from '../util/addon.js';
 
@@ -34,6 +35,61 @@ export const moveRowsJs: MoveRows = (dst, dstStart, src, srcRows, count, width, 
     if (r >= 0 && !(src === res && r * width === slot)) copyRow(res, slot, src, r * width, width);
   }
 };
+
+/**
+ * Raw uint8 rows (pixels) that become model inputs only when they land in a float table:
+ * x' = float32(x * mul[c] + add[c]) in float64, c the channel (width / mul.length values each): the
+ * values preprocessing gives (src/data/preprocess.ts).
+ */
+export interface PixelRows {
+  u8: Uint8Array;
+  mul: Float64Array;
+  add: Float64Array;
+}
+
+/**
+ * MoveRows between pixel tables: dst gets floats; src and the reservoir `res` hold raw bytes (the
+ * shuffle buffer of a stream of pixel rows), which are copied as they are.
+ */
+export type MovePixelRows = (dst: Float32Array, dstStart: number, src: PixelRows, srcRows: Int32Array, count: number, width: number,
+  res: Uint8Array | null, slots: Int32Array | null) => void;
+
+export const movePixelRowsJs: MovePixelRows = (dst, dstStart, src, srcRows, count, width, res, slots) => {
+  const channels = src.mul.length;
+  const plane = width / channels;
+  const lut = new Float32Array(256 * channels);
+  for (let c = 0; c < channels; c++) for (let v = 0; v < 256; v++) lut[c * 256 + v] = v * src.mul[c] + src.add[c];
+  const u8 = src.u8;
+  for (let k = 0; k < count; k++) {
+    const to = (dstStart + k) * width;
+    const from = res ? slots![k] * width : srcRows[k] * width;
+    const bytes = res ?? u8;
+    for (let c = 0; c < channels; c++) {
+      const off = c * 256;
+      for (let j = c * plane; j < (c + 1) * plane; j++) dst[to + j] = lut[off + bytes[from + j]];
+    }
+    const r = srcRows[k];
+    if (!res || r < 0 || (u8 === res && r * width === from)) continue;
+    if (u8 === res) res.copyWithin(from, r * width, r * width + width);
+    else res.set(u8.subarray(r * width, r * width + width), from);
+  }
+};
+
+let chosenPixels: MovePixelRows | null = null;
+
+/** The addon's movePixelRows when it loads, else movePixelRowsJs. */
+export function movePixelRows(): MovePixelRows {
+  if (chosenPixels) return chosenPixels;
+  const base = loadAddon<AddonBase>();
+  return (chosenPixels = base.ok
+    ? (dst, dstStart, src, srcRows, count, width, res, slots) => base.addon.movePixelRows(dst, dstStart, src.u8, srcRows, count, width, res, slots, src.mul, src.add)
+    : movePixelRowsJs);
+}
+
+/** dst rows dstStart.. <- src rows srcRows[0..count), as bytes (filling a pixel shuffle buffer). */
+export function copyPixelRows(dst: Uint8Array, dstStart: number, src: Uint8Array, srcRows: Int32Array, count: number, width: number): void {
+  for (let k = 0; k < count; k++) dst.set(src.subarray(srcRows[k] * width, srcRows[k] * width + width), (dstStart + k) * width);
+}
 
 let chosen: MoveRows | null = null;
 

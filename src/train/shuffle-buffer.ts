@@ -6,15 +6,23 @@
  * across shards without ever holding the dataset.
  */
 import { ExampleTable } from './examples.js';
-import { moveRows } from './row-moves.js';
+import { type PixelRows, movePixelRows, moveRows } from './row-moves.js';
 import type { Rng } from './rng.js';
 
 export class ShuffleBuffer {
   private readonly table: ExampleTable;
 
-  constructor(capacity: number, inputWidth: number, logitsWidth: number, private rng: Rng) {
+  /**
+   * With `pixels` (the conversion of a source whose chunks hold pixel rows) the buffer keeps raw
+   * bytes, a quarter of the memory and of the copying; rows become floats as they leave.
+   */
+  constructor(capacity: number, inputWidth: number, logitsWidth: number, private rng: Rng, pixels: Omit<PixelRows, 'u8'> | null = null) {
     if (!(capacity >= 1)) throw new RangeError('ShuffleBuffer: capacity must be at least 1');
-    this.table = new ExampleTable(capacity, inputWidth, logitsWidth);
+    this.table = new ExampleTable(capacity, inputWidth, logitsWidth, pixels ? { pixels: { ...pixels, u8: new Uint8Array(capacity * inputWidth) } } : {});
+  }
+
+  get pixels(): boolean {
+    return this.table.pixels !== null;
   }
 
   /** Empty, with a new generator: the same as a fresh buffer, without allocating one. */
@@ -73,7 +81,10 @@ export class ShuffleBuffer {
     const t = this.table;
     const move = moveRows();
     const at = out.length;
-    move(out.x, at, src.x, rows, m, t.inputWidth, t.x, slots);
+    // A source's chunks are all of one kind (ChunkSource.pixels), and so is its buffer.
+    if (Boolean(t.pixels) !== Boolean(src.pixels)) throw new Error('ShuffleBuffer: pixel and float rows cannot be mixed');
+    if (t.pixels) movePixelRows()(out.x, at, src.pixels!, rows, m, t.inputWidth, t.pixels.u8, slots);
+    else move(out.x, at, src.x, rows, m, t.inputWidth, t.x, slots);
     move(out.t, at, src.t, rows, m, t.logitsWidth, t.t, slots);
     for (let j = 0; j < m; j++) {
       const s = slots[j];

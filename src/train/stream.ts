@@ -5,6 +5,7 @@
  * of the buffer), so an epoch does not start by waiting for the disk and the decoder.
  */
 import { ExampleTable } from './examples.js';
+import type { PixelRows } from './row-moves.js';
 import type { Rng } from './rng.js';
 import { ShuffleBuffer } from './shuffle-buffer.js';
 
@@ -18,6 +19,8 @@ export interface ChunkSource {
   load(index: number): Promise<ExampleTable>;
   /** true while a load runs on another thread of this process (training then leaves it a core) */
   readonly busy?: boolean;
+  /** set when every chunk holds its inputs as pixel rows (ExampleTable.pixels) with this conversion */
+  readonly pixels?: Omit<PixelRows, 'u8'> | null;
   /** The stream is done with a table `load` returned: the source may reuse its memory. */
   release?(table: ExampleTable): void;
 }
@@ -50,7 +53,7 @@ function shuffleBufferFor(source: ChunkSource, capacity: number, rng: Rng): Shuf
     kept.reset(rng);
     return kept;
   }
-  const fresh = new ShuffleBuffer(capacity, source.inputWidth, source.logitsWidth, rng);
+  const fresh = new ShuffleBuffer(capacity, source.inputWidth, source.logitsWidth, rng, source.pixels ?? null);
   if (!kept || !inUse.has(kept)) buffers.set(source, fresh);
   return fresh;
 }

@@ -10,7 +10,7 @@ import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 /** The addon's functions as the TypeScript side calls them; native/kdcache_native.cc exports the same number. */
-export const ADDON_API_VERSION = 9;
+export const ADDON_API_VERSION = 10;
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../..');
 export const NATIVE_ADDON = path.join(ROOT, 'native', 'build', 'kdcache_native.node');
@@ -23,6 +23,9 @@ export interface AddonBase {
   /** see MoveRows in src/train/row-moves.ts */
   moveRows(dst: Float32Array, dstStart: number, src: Float32Array, srcRows: Int32Array, count: number, width: number,
     res: Float32Array | null, slots: Int32Array | null): void;
+  /** see MovePixelRows in src/train/row-moves.ts */
+  movePixelRows(dst: Float32Array, dstStart: number, src: Uint8Array, srcRows: Int32Array, count: number, width: number,
+    res: Uint8Array | null, slots: Int32Array | null, mul: Float64Array, add: Float64Array): void;
   /** bytes written into dst, or -1 when libzstd cannot be loaded; throws on a damaged frame */
   zstdDecompress(src: Uint8Array, dst: Uint8Array): number;
 }
