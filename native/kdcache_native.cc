@@ -1321,6 +1321,15 @@ napi_value JsComputeThreads(napi_env env, napi_callback_info info) {
   return v;
 }
 
+// Row indices of a move: every source row below src_rows (>= 0 unless there is a reservoir, where
+// -1 means none), and with a reservoir (res_rows >= 0) every slot inside it.
+bool RowsInRange(const int32_t* rows, const int32_t* slots, int64_t count, int64_t src_rows, int64_t res_rows) {
+  for (int64_t k = 0; k < count; k++) {
+    if (rows[k] >= src_rows || (res_rows < 0 && rows[k] < 0) || (res_rows >= 0 && (slots[k] < 0 || slots[k] >= res_rows))) return false;
+  }
+  return true;
+}
+
 // moveRows(dst, dstStart, src, srcRows Int32Array, count, width, res|null, slots Int32Array|null):
 // for k in order, when `res` is given: dst row dstStart+k <- res row slots[k], then res row
 // slots[k] <- src row srcRows[k] (skipped when srcRows[k] < 0); without `res`:
@@ -1350,11 +1359,7 @@ napi_value JsMoveRows(napi_env env, napi_callback_info info) {
   const int32_t* slots = static_cast<const int32_t*>(vslots);
   const int64_t src_rows = static_cast<int64_t>(ns) / width;
   const int64_t res_rows = static_cast<int64_t>(nr) / width;
-  for (int64_t k = 0; k < count; k++) {
-    if (rows[k] >= src_rows || (!res && rows[k] < 0) || (res && (slots[k] < 0 || slots[k] >= res_rows))) {
-      return Fail(env, "kdcache native: moveRows row index out of range"), nullptr;
-    }
-  }
+  if (!RowsInRange(rows, slots, count, src_rows, res ? res_rows : -1)) return Fail(env, "kdcache native: moveRows row index out of range"), nullptr;
   const size_t bytes = sizeof(float) * static_cast<size_t>(width);
   const int64_t ahead = 2;
   for (int64_t k = 0; k < count; k++) {
@@ -1463,11 +1468,7 @@ napi_value JsMovePixelRows(napi_env env, napi_callback_info info) {
   const double* add = static_cast<const double*>(vadd);
   const int64_t src_rows = static_cast<int64_t>(ns) / width;
   const int64_t res_rows = static_cast<int64_t>(nr) / width;
-  for (int64_t k = 0; k < count; k++) {
-    if (rows[k] >= src_rows || (!res && rows[k] < 0) || (res && (slots[k] < 0 || slots[k] >= res_rows))) {
-      return Fail(env, "kdcache native: movePixelRows row index out of range"), nullptr;
-    }
-  }
+  if (!RowsInRange(rows, slots, count, src_rows, res ? res_rows : -1)) return Fail(env, "kdcache native: movePixelRows row index out of range"), nullptr;
   const int64_t plane = width / static_cast<int64_t>(channels);
   auto convert = [&](float* out, const uint8_t* x) {
     for (size_t c = 0; c < channels; c++) PixelsRow(x + c * plane, out + c * plane, plane, mul[c], add[c]);
