@@ -233,6 +233,38 @@ describe('train-student end to end', () => {
     await assert.rejects(threaded.load(0), /closed/);
   });
 
+  test('uint8 data reaches the stream as pixel rows, converting to the same floats as reading on the main thread', async () => {
+    const imgs = path.join(dir, 'px.npy');
+    writeNpy(imgs, Uint8Array.from(randomFloats(200 * 784, 5), (v) => Math.floor((v + 2) * 60)), [200, 1, 28, 28]);
+    const stored = await makeCache({ teacher: path.join(FIXTURES, 'cnn_tiny.onnx'), data: imgs, out: path.join(dir, 'pxcache'), scale: 1 / 255, mean: [0.25], std: [0.5], shardRows: 70, storeInputs: true });
+    for (const data of [imgs, null]) {
+      const manifest = await readManifest(stored);
+      const transform = { pre: manifest.preprocessing, layout: 'as-is' as const };
+      const ds = data ? await openDataset(data) : null;
+      const direct = cacheSource({ cacheDir: stored, manifest, transform, dataset: ds, labels: null });
+      const threaded = workerCacheSource({ cacheDir: stored, manifest, transform, dataset: data ? { file: data, inputColumn: null } : null, labels: null });
+      try {
+        assert.ok(threaded.pixels, 'the loader hands over pixel rows');
+        const check = async (i: number, b: ExampleTable) => {
+          const a = await direct.load(i);
+          assert.ok(b.pixels && !a.pixels);
+          assert.deepEqual([b.xView(), b.tView(), b.row.subarray(0, b.length)], [a.xView(), a.tView(), a.row.subarray(0, a.length)]);
+        };
+        for (const i of [0, 1, 2, 0]) {
+          const b = await threaded.load(i);
+          await check(i, b);
+          threaded.release!(b);
+        }
+        // more loads in flight than slots: the rest come as transferred pixel rows
+        const held = await Promise.all([0, 1, 2, 0, 1].map((i) => threaded.load(i)));
+        for (const [k, i] of [0, 1, 2, 0, 1].entries()) await check(i, held[k]);
+      } finally {
+        await threaded.close();
+        await ds?.close();
+      }
+    }
+  });
+
   test('data and labels must be the ones the cache was made from', async () => {
     const other = path.join(dir, 'other.npy');
     writeNpy(other, randomFloats(N * 16, 12), [N, 16]);
