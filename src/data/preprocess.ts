@@ -54,10 +54,16 @@ function uint8Into(src: Uint8Array, rows: number, width: number, pre: Preprocess
   return uint8IntoJs(src, rows, channels, plane, mul, add, dst);
 }
 
+/** float32(v * mul[c] + add[c]) for every byte value v, 256 entries per channel c. */
+export function pixelLut(mul: Float64Array, add: Float64Array): Float32Array {
+  const lut = new Float32Array(256 * mul.length);
+  for (let c = 0; c < mul.length; c++) for (let v = 0; v < 256; v++) lut[c * 256 + v] = v * mul[c] + add[c];
+  return lut;
+}
+
 /** The fallback: a 256-entry table per channel, filled with the same double-precision formula. */
 export function uint8IntoJs(src: Uint8Array, rows: number, channels: number, plane: number, mul: Float64Array, add: Float64Array, dst: Float32Array): Float32Array {
-  const lut = new Float32Array(256 * channels);
-  for (let c = 0; c < channels; c++) for (let v = 0; v < 256; v++) lut[c * 256 + v] = v * mul[c] + add[c];
+  const lut = pixelLut(mul, add);
   if (channels === 1) {
     for (let i = 0, n = rows * plane; i < n; i++) dst[i] = lut[src[i]];
     return dst;

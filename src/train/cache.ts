@@ -64,6 +64,11 @@ export interface InputTransform {
   layout: InputLayout;
 }
 
+/** Channels-first rows go channels-last (for C = 1 the two layouts are the same bytes). */
+function changesLayout(tr: InputTransform): boolean {
+  return tr.layout === 'hwc' && tr.pre.input_shape.length === 3 && tr.pre.input_shape[0] > 1;
+}
+
 /**
  * Raw dataset rows -> student inputs (float32, preprocessed, laid out for the student). `into`, when
  * it has exactly the right length, receives the result (a recycled chunk buffer) where the layout
@@ -72,7 +77,7 @@ export interface InputTransform {
 export function transformInputs(raw: TypedArray, dtype: DType, rows: number, tr: InputTransform, into?: Float32Array): Float32Array {
   // float16 data is held as raw bits; preprocessInto expects numbers.
   const src = dtype === 'float16' ? Float32Array.from(raw as Uint16Array, halfToFloat) : raw;
-  const hwc = tr.layout === 'hwc' && tr.pre.input_shape.length === 3 && tr.pre.input_shape[0] > 1;
+  const hwc = changesLayout(tr);
   const out = !hwc && into?.length === rows * product(tr.pre.input_shape) ? into : undefined;
   const x = preprocessInto(src, rows, tr.pre, out);
   if (hwc) {
@@ -101,8 +106,7 @@ export interface CacheSourceOptions {
  * transform is only the per-channel affine map, with no change of layout.
  */
 export function pixelChunks(manifest: Manifest, tr: InputTransform): boolean {
-  const hwc = tr.layout === 'hwc' && tr.pre.input_shape.length === 3 && tr.pre.input_shape[0] > 1;
-  return manifest.dataset.dtype === 'uint8' && !hwc && product(manifest.dataset.example_shape) === product(tr.pre.input_shape);
+  return manifest.dataset.dtype === 'uint8' && !changesLayout(tr) && product(manifest.dataset.example_shape) === product(tr.pre.input_shape);
 }
 
 /**

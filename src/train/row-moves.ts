@@ -4,6 +4,7 @@
  * call per batch, with the next random slots prefetched); otherwise the same moves run here.
  * Decoded shards may hold pixel rows instead (PixelRows), converted to floats as they move.
  */
+import { pixelLut } from '../data/preprocess.js';
 import { type AddonBase, loadAddon } from '../util/addon.js';
 
 /**
@@ -57,8 +58,7 @@ export type MovePixelRows = (dst: Float32Array, dstStart: number, src: PixelRows
 export const movePixelRowsJs: MovePixelRows = (dst, dstStart, src, srcRows, count, width, res, slots) => {
   const channels = src.mul.length;
   const plane = width / channels;
-  const lut = new Float32Array(256 * channels);
-  for (let c = 0; c < channels; c++) for (let v = 0; v < 256; v++) lut[c * 256 + v] = v * src.mul[c] + src.add[c];
+  const lut = pixelLut(src.mul, src.add);
   const u8 = src.u8;
   for (let k = 0; k < count; k++) {
     const to = (dstStart + k) * width;

@@ -21,10 +21,6 @@ export class ShuffleBuffer {
     this.table = new ExampleTable(capacity, inputWidth, logitsWidth, pixels ? { pixels: { ...pixels, u8: new Uint8Array(capacity * inputWidth) } } : {});
   }
 
-  get pixels(): boolean {
-    return this.table.pixels !== null;
-  }
-
   /** Empty, with a new generator: the same as a fresh buffer, without allocating one. */
   reset(rng: Rng): void {
     this.rng = rng;
