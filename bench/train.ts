@@ -38,6 +38,7 @@ import { trainStudent } from '../src/train/run.js';
 import { memorySource } from '../src/train/stream.js';
 import { createStudent, parseStudentSpec } from '../src/train/students.js';
 import { type StepContext, createOptimizer, trainEpoch, trainStep } from '../src/train/trainer.js';
+import { product } from '../src/util/dtype.js';
 import { MODELS, ensureBenchModels, machine, median, saveResult, table } from './common.js';
 
 function arg(name: string, fallback: number): number {
@@ -126,9 +127,10 @@ async function stepContext(): Promise<StepContext> {
  * starts it waiting for its first shards (no read-ahead crosses from one case to the next).
  *  - stream: shards read, decoded and joined with the data file one ahead on the loader thread,
  *    through the shuffle buffer, as train-student does;
- *  - preloaded-same-batches: every shard decoded before the clock starts, then the same trainEpoch
- *    (shard order, shuffle buffer, seed) over the tables in memory: only where the data comes from
- *    differs, so its losses equal streaming's;
+ *  - preloaded-same-batches: every shard decoded before the clock starts, in the form the loader
+ *    hands over (pixel rows for uint8 data), then the same trainEpoch (shard order, shuffle buffer,
+ *    seed) over the tables in memory: only where the chunks come from differs, so its losses equal
+ *    streaming's;
  *  - preloaded: the shards in one table, each epoch a full permutation gathered into batches.
  */
 async function streamVsPreloaded(cache: string, data: string): Promise<RateResult> {
@@ -140,7 +142,13 @@ async function streamVsPreloaded(cache: string, data: string): Promise<RateResul
   try {
     const direct = cacheSource({ cacheDir: cache, manifest, transform, dataset: binding.dataset, labels: binding.labels });
     const tables = await Promise.all(Array.from({ length: direct.chunks }, (_, c) => direct.load(c)));
-    const memory = memorySource(tables, true);
+    // The same batches in the loader's own form: pixel rows (raw bytes, shuffle buffer of bytes)
+    // when it hands over pixels, so that only where the chunks come from differs.
+    const width = product(manifest.preprocessing.input_shape);
+    const sameForm = loader.pixels
+      ? await Promise.all(manifest.shards.map((rec, c) => direct.load(c, new Uint8Array(rec.rows * width))))
+      : tables;
+    const memory = { ...memorySource(sameForm, true), pixels: loader.pixels };
     const all = new ExampleTable(manifest.rows, direct.inputWidth, direct.logitsWidth);
     for (const chunk of tables) for (let i = 0; i < chunk.length; i++) all.append(chunk, i);
     const ctx = Object.fromEntries(await Promise.all(RATE_CASES.map(async (c) => [c, await stepContext()] as const))) as Record<RateCase, StepContext>;
