@@ -52,19 +52,25 @@ interface Shape {
 
 const META = { config_id: '0'.repeat(64), first_row: 0, shard_index: 0 };
 
-/** kdcache's writer; read by its own page reader (src/shards/parquet-pages.ts), or by parquet-wasm. */
-function kdcacheLib(name: string, format: StorageFormat, compression: 'zstd' | 'snappy' | 'none', reader: 'pages' | 'parquet-wasm' = 'pages'): Lib {
+/** Run `fn` with every Parquet read and write left to parquet-wasm (KDCACHE_PARQUET_PAGES=0). */
+function viaParquetWasm<T>(on: boolean, fn: () => T): T {
+  if (on) process.env.KDCACHE_PARQUET_PAGES = '0';
+  try {
+    return fn();
+  } finally {
+    if (on) delete process.env.KDCACHE_PARQUET_PAGES;
+  }
+}
+
+/**
+ * kdcache's encoder: its direct Parquet writer (src/shards/parquet-write.ts) or parquet-wasm; read by
+ * its own page reader (src/shards/parquet-pages.ts) or by parquet-wasm.
+ */
+function kdcacheLib(name: string, format: StorageFormat, compression: 'zstd' | 'snappy' | 'none', writer: 'direct' | 'parquet-wasm', reader: 'pages' | 'parquet-wasm'): Lib {
   return {
     name, ext: format, runs: 5, rows: (s) => s.rows,
-    write: (cols, file) => fs.writeFileSync(file, encodeShard(cols, { format, compression, logits_dtype: 'float32' }, META)),
-    read(file) {
-      if (reader === 'parquet-wasm') process.env.KDCACHE_PARQUET_PAGES = '0';
-      try {
-        return decodeShard(fs.readFileSync(file), format, file) as Decoded;
-      } finally {
-        delete process.env.KDCACHE_PARQUET_PAGES;
-      }
-    },
+    write: (cols, file) => fs.writeFileSync(file, viaParquetWasm(writer === 'parquet-wasm', () => encodeShard(cols, { format, compression, logits_dtype: 'float32' }, META))),
+    read: (file) => viaParquetWasm(reader === 'parquet-wasm', () => decodeShard(fs.readFileSync(file), format, file) as Decoded),
   };
 }
 
@@ -156,11 +162,12 @@ function flatten(rows: unknown[], lists: number[][], width: number): Decoded {
 const LIBS: Lib[] = [
   parquetjsLib,
   hyparquetLib,
-  kdcacheLib('apache-arrow + parquet-wasm, SNAPPY (kdcache --compression snappy)', 'parquet', 'snappy'),
+  kdcacheLib('apache-arrow + parquet-wasm, SNAPPY (kdcache --compression snappy)', 'parquet', 'snappy', 'parquet-wasm', 'pages'),
   zstdPlain,
-  kdcacheLib('apache-arrow + parquet-wasm, ZSTD, BYTE_STREAM_SPLIT, read by parquet-wasm', 'parquet', 'zstd', 'parquet-wasm'),
-  kdcacheLib('apache-arrow + parquet-wasm, ZSTD, BYTE_STREAM_SPLIT (kdcache default), read by kdcache pages', 'parquet', 'zstd'),
-  kdcacheLib('Arrow IPC file (apache-arrow, uncompressed)', 'arrow', 'none'),
+  kdcacheLib('apache-arrow + parquet-wasm, ZSTD, BYTE_STREAM_SPLIT, read by parquet-wasm', 'parquet', 'zstd', 'parquet-wasm', 'parquet-wasm'),
+  kdcacheLib('apache-arrow + parquet-wasm, ZSTD, BYTE_STREAM_SPLIT, read by kdcache pages', 'parquet', 'zstd', 'parquet-wasm', 'pages'),
+  kdcacheLib('kdcache direct writer, ZSTD, BYTE_STREAM_SPLIT (kdcache default), read by kdcache pages', 'parquet', 'zstd', 'direct', 'pages'),
+  kdcacheLib('Arrow IPC file (apache-arrow, uncompressed)', 'arrow', 'none', 'direct', 'pages'),
 ];
 
 const SHAPES: Shape[] = [{ rows: 60_000, width: 10 }, { rows: 20_000, width: 1000 }];

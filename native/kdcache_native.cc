@@ -1385,7 +1385,9 @@ napi_value JsMoveRows(napi_env env, napi_callback_info info) {
 using ZstdDecompressFn = size_t (*)(void*, size_t, const void*, size_t);
 using ZstdIsErrorFn = unsigned (*)(size_t);
 using ZstdErrorNameFn = const char* (*)(size_t);
+using ZstdCompressFn = size_t (*)(void*, size_t, const void*, size_t, int);
 ZstdDecompressFn g_zstd_decompress = nullptr;
+ZstdCompressFn g_zstd_compress = nullptr;
 ZstdIsErrorFn g_zstd_is_error = nullptr;
 ZstdErrorNameFn g_zstd_error_name = nullptr;
 
@@ -1395,11 +1397,13 @@ bool OpenZstd(const char* name) {
   auto d = reinterpret_cast<ZstdDecompressFn>(dlsym(h, "ZSTD_decompress"));
   auto e = reinterpret_cast<ZstdIsErrorFn>(dlsym(h, "ZSTD_isError"));
   auto n = reinterpret_cast<ZstdErrorNameFn>(dlsym(h, "ZSTD_getErrorName"));
-  if (!d || !e || !n) {
+  auto c = reinterpret_cast<ZstdCompressFn>(dlsym(h, "ZSTD_compress"));
+  if (!d || !e || !n || !c) {
     dlclose(h);
     return false;
   }
   g_zstd_decompress = d;
+  g_zstd_compress = c;
   g_zstd_is_error = e;
   g_zstd_error_name = n;
   return true;
@@ -1429,6 +1433,31 @@ napi_value JsZstdDecompress(napi_env env, napi_callback_info info) {
     return out;
   }
   const size_t n = g_zstd_decompress(dst, dst_len, src, src_len);
+  if (g_zstd_is_error(n)) return Fail(env, std::string("zstd: ") + g_zstd_error_name(n)), nullptr;
+  napi_create_double(env, static_cast<double>(n), &out);
+  return out;
+}
+
+// zstdCompress(src Uint8Array, dst Uint8Array, level) -> bytes written into dst (one frame), or -1
+// when libzstd cannot be loaded. dst must hold ZSTD_compressBound(src.length) bytes (the caller
+// computes it, src/shards/parquet-write.ts); a smaller one throws.
+napi_value JsZstdCompress(napi_env env, napi_callback_info info) {
+  Args a;
+  if (!GetArgs(env, info, &a, 3)) return nullptr;
+  void *src, *dst;
+  size_t src_len, dst_len;
+  int64_t level;
+  if (!Typed(a, 0, napi_uint8_array, 0, "kdcache native: zstdCompress expects a Uint8Array source", &src, &src_len) ||
+      !Typed(a, 1, napi_uint8_array, 0, "kdcache native: zstdCompress expects a Uint8Array destination", &dst, &dst_len) ||
+      !Int(a, 2, &level)) {
+    return nullptr;
+  }
+  napi_value out;
+  if (!LoadZstd()) {
+    napi_create_double(env, -1, &out);
+    return out;
+  }
+  const size_t n = g_zstd_compress(dst, dst_len, src, src_len, static_cast<int>(level));
   if (g_zstd_is_error(n)) return Fail(env, std::string("zstd: ") + g_zstd_error_name(n)), nullptr;
   napi_create_double(env, static_cast<double>(n), &out);
   return out;
@@ -1507,12 +1536,13 @@ napi_value Init(napi_env env, napi_value exports) {
       {"computeThreads", nullptr, JsComputeThreads, nullptr, nullptr, nullptr, napi_default, nullptr},
       {"moveRows", nullptr, JsMoveRows, nullptr, nullptr, nullptr, napi_default, nullptr},
       {"zstdDecompress", nullptr, JsZstdDecompress, nullptr, nullptr, nullptr, napi_default, nullptr},
+      {"zstdCompress", nullptr, JsZstdCompress, nullptr, nullptr, nullptr, napi_default, nullptr},
       {"movePixelRows", nullptr, JsMovePixelRows, nullptr, nullptr, nullptr, napi_default, nullptr},
   };
   napi_define_properties(env, exports, sizeof(props) / sizeof(props[0]), props);
   // Bumped whenever the functions above change: src/util/addon.ts (ADDON_API_VERSION) refuses another version.
   napi_value version;
-  napi_create_int32(env, 10, &version);
+  napi_create_int32(env, 11, &version);
   napi_set_named_property(env, exports, "apiVersion", version);
   return exports;
 }

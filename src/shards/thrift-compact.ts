@@ -1,7 +1,7 @@
 /**
- * The Thrift compact protocol, read-only, as Parquet uses it for its footer and page headers. Structs
- * come back keyed by field id (the schema lives with the caller, src/shards/parquet-pages.ts), which
- * keeps this a few dozen lines. Integers are JavaScript numbers: Parquet's sizes, offsets and counts
+ * The Thrift compact protocol as Parquet uses it for its footer and page headers. Structs come back
+ * keyed by field id, and are written from (id, value) lists (the schema lives with the callers,
+ * src/shards/parquet-pages.ts and parquet-write.ts), which keeps this a few dozen lines. Integers are JavaScript numbers: Parquet's sizes, offsets and counts
  * fit in 2^53, and a value that does not fails the read (the caller then hands the file to
  * parquet-wasm, which reports what is wrong).
  */
@@ -111,4 +111,68 @@ export class ThriftReader {
         throw new RangeError(`thrift: unknown type ${type}`);
     }
   }
+}
+
+/** A value to write: its compact-protocol type travels with it (readers skip a field of the wrong type). */
+export interface ThriftOut {
+  type: number;
+  v: number | Uint8Array | ThriftOut[] | ThriftFields;
+}
+
+/** A struct's fields in increasing id order; undefined values are optional fields left out. */
+export type ThriftFields = readonly (readonly [id: number, value: ThriftOut | undefined])[];
+
+const utf8 = new TextEncoder();
+
+export const T = {
+  byte: (v: number): ThriftOut => ({ type: BYTE, v }),
+  i16: (v: number): ThriftOut => ({ type: I16, v }),
+  i32: (v: number): ThriftOut => ({ type: I32, v }),
+  /** exact up to 2^53, like the reader */
+  i64: (v: number): ThriftOut => ({ type: I64, v }),
+  bool: (v: boolean): ThriftOut => ({ type: v ? TRUE : FALSE, v: 0 }),
+  binary: (v: string | Uint8Array): ThriftOut => ({ type: BINARY, v: typeof v === 'string' ? utf8.encode(v) : v }),
+  struct: (fields: ThriftFields): ThriftOut => ({ type: STRUCT, v: fields }),
+  /** items all of one type (not booleans) */
+  list: (items: ThriftOut[]): ThriftOut => ({ type: LIST, v: items }),
+};
+
+export function encodeThrift(fields: ThriftFields): Uint8Array {
+  const out: number[] = [];
+  const varint = (n: number): void => {
+    for (; n >= 0x80; n = Math.floor(n / 128)) out.push((n % 128) | 0x80);
+    out.push(n);
+  };
+  const zigzag = (n: number): void => varint(n >= 0 ? 2 * n : -2 * n - 1);
+  const value = (x: ThriftOut): void => {
+    switch (x.type) {
+      case BYTE: out.push((x.v as number) & 0xff); break;
+      case I16: case I32: case I64: zigzag(x.v as number); break;
+      case BINARY: varint((x.v as Uint8Array).length); for (const b of x.v as Uint8Array) out.push(b); break;
+      case STRUCT: struct(x.v as ThriftFields); break;
+      case LIST: {
+        const items = x.v as ThriftOut[];
+        const type = items.length > 0 ? items[0].type : STRUCT;
+        if (type === TRUE || type === FALSE) throw new Error('thrift: lists of booleans are not written');
+        if (items.length < 15) out.push((items.length << 4) | type);
+        else { out.push(0xf0 | type); varint(items.length); }
+        items.forEach(value);
+        break;
+      }
+      default: throw new Error(`thrift: cannot write type ${x.type}`);
+    }
+  };
+  const struct = (fs: ThriftFields): void => {
+    let last = 0;
+    for (const [id, x] of fs) {
+      if (x === undefined) continue;
+      if (id > last && id - last <= 15) out.push(((id - last) << 4) | x.type);
+      else { out.push(x.type); zigzag(id); }
+      last = id;
+      if (x.type !== TRUE && x.type !== FALSE) value(x);
+    }
+    out.push(STOP);
+  };
+  struct(fields);
+  return Uint8Array.from(out);
 }

@@ -17,6 +17,7 @@ import type { ShardSidecar } from './manifest-types.js';
 import { scanNonfinite } from './nonfinite.js';
 import { sortFooterKeyValues } from './parquet-kv-order.js';
 import { parquetLayout, parquetWriterProperties } from './parquet-props.js';
+import { writeDenseParquet } from './parquet-write.js';
 import { resolveInside, shardRelPath, sidecarRelPath } from './paths.js';
 
 export interface ShardMeta {
@@ -42,6 +43,11 @@ export function encodeShard(cols: ShardColumns, storage: Pick<StorageSpec, 'form
   if (storage.format === 'arrow') {
     // IPC *file* format (random access, footer), uncompressed: readers map it without decoding.
     return arrow.tableToIPC(shardTable(cols, metadata), 'file');
+  }
+  // Dense shards are written directly (parquet-write.ts); KDCACHE_PARQUET_PAGES=0 leaves all Parquet to parquet-wasm.
+  if (process.env.KDCACHE_PARQUET_PAGES !== '0') {
+    const direct = writeDenseParquet(cols, storage.compression, metadata);
+    if (direct) return direct;
   }
   // Parquet: the metadata goes into the file's key-value metadata (where DuckDB and pyarrow look, and
   // which parquet-wasm's reader merges into the Arrow schema), not into the embedded Arrow schema.

@@ -10,7 +10,7 @@ import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 /** The addon's functions as the TypeScript side calls them; native/kdcache_native.cc exports the same number. */
-export const ADDON_API_VERSION = 10;
+export const ADDON_API_VERSION = 11;
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../..');
 export const NATIVE_ADDON = path.join(ROOT, 'native', 'build', 'kdcache_native.node');
@@ -28,6 +28,8 @@ export interface AddonBase {
     res: Uint8Array | null, slots: Int32Array | null, mul: Float64Array, add: Float64Array): void;
   /** bytes written into dst, or -1 when libzstd cannot be loaded; throws on a damaged frame */
   zstdDecompress(src: Uint8Array, dst: Uint8Array): number;
+  /** one zstd frame of src into dst (at least zstdBound(src.length) bytes): its length, or -1 when libzstd cannot be loaded */
+  zstdCompress(src: Uint8Array, dst: Uint8Array, level: number): number;
 }
 
 export type AddonLoad<T> = { ok: true; addon: T; file: string } | { ok: false; reason: string };

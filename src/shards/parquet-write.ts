@@ -1,0 +1,340 @@
+/**
+ * A direct Parquet writer for kdcache's dense shards: `row`, `label`, the float32 `logits` list and
+ * an optional float32 or uint8 `input` list. precompute's writer thread runs next to a teacher that
+ * uses every core, and parquet-wasm spends ~5 ms of CPU on a 10k-row shard (the table copied into
+ * wasm memory as an Arrow IPC stream, then zstd compiled to wasm); this writes the pages straight
+ * from the typed arrays and compresses them with the system's libzstd through the native addon.
+ *
+ * The files mirror what parquet-wasm writes for the same columns: the same schema and ARROW:schema
+ * entry, encodings (BYTE_STREAM_SPLIT floats, DELTA_BINARY_PACKED row ids with chunk statistics),
+ * data pages v1 of at most ~1 MiB, zstd level 1, so every reader sees the same table. Anything else
+ * (top-k, sampled and sequence shards, float16, other input dtypes, snappy, no addon or libzstd)
+ * returns null and is left to parquet-wasm. Format facts from parquet.thrift and Encodings.md.
+ */
+import * as arrow from 'apache-arrow';
+import { loadAddon } from '../util/addon.js';
+import { allocTyped } from '../util/dtype.js';
+import { TOOL_VERSION } from '../version.js';
+import { checkColumns, shardTable } from './arrow-table.js';
+import { COL_INPUT, COL_LABEL, COL_LOGITS, COL_ROW, type Compression, type ShardColumns } from './format.js';
+import { type ParquetLayout, parquetLayout } from './parquet-props.js';
+import { T, type ThriftFields, type ThriftOut, encodeThrift } from './thrift-compact.js';
+
+// parquet.thrift enums
+const INT32 = 1;
+const INT64 = 2;
+const FLOAT = 4;
+const REQUIRED = 0;
+const REPEATED = 2;
+const CONVERTED_LIST = 3;
+const CONVERTED_UINT_8 = 11;
+const PLAIN = 0;
+const RLE = 3;
+const DELTA_BINARY_PACKED = 5;
+const BYTE_STREAM_SPLIT = 9;
+const UNCOMPRESSED = 0;
+const ZSTD = 6;
+const DATA_PAGE = 0;
+
+/** parquet-rs's page limits, which other readers are tuned for */
+const PAGE_BYTES = 1 << 20;
+const PAGE_ROWS = 20_000;
+/** parquet-rs's default zstd level: shards stay the size parquet-wasm made them */
+const ZSTD_LEVEL = 1;
+/** bit-packed level runs of at most 63 groups of 8, as parquet-mr and parquet-rs write them */
+const MAX_PACKED_GROUPS = 63;
+
+interface Column {
+  name: string;
+  physical: number;
+  /** a list of `width` values per row, or one value per row */
+  list: boolean;
+  width: number;
+  /** bytes per value of the physical type */
+  bytes: number;
+  encoding: number;
+  uint8: boolean;
+  /** the encoded values of rows [a, b) */
+  values(a: number, b: number): Uint8Array;
+  /** min and max of rows [a, b), for the chunk statistics */
+  stats?(a: number, b: number): [Uint8Array, Uint8Array];
+}
+
+/**
+ * The shard as Parquet bytes, or null when it is not one of the layouts this writer covers (the
+ * caller then encodes with parquet-wasm). Deterministic.
+ */
+export function writeDenseParquet(
+  cols: ShardColumns, compression: Compression, metadata: Map<string, string>, layout: ParquetLayout = parquetLayout(cols, compression),
+): Uint8Array | null {
+  checkColumns(cols);
+  if (cols.rows === 0 || cols.position || cols.topkIndices || cols.logitsDtype !== 'float32') return null;
+  if (cols.input && cols.inputDtype !== 'float32' && cols.inputDtype !== 'uint8') return null;
+  if (compression === 'snappy' || (compression === 'zstd' && !zstdWritable())) return null;
+  if (!consecutive(cols.row)) return null;
+  const floats = layout.byteStreamSplit ? BYTE_STREAM_SPLIT : PLAIN;
+  const columns: Column[] = [rowColumn(cols.row)];
+  if (cols.label) columns.push(flatColumn(COL_LABEL, INT32, cols.label));
+  columns.push(floatList(COL_LOGITS, cols.logits as Float32Array, cols.logitsWidth, floats));
+  if (cols.input) {
+    columns.push(cols.input instanceof Uint8Array
+      ? uint8List(COL_INPUT, cols.input, cols.inputWidth!)
+      : floatList(COL_INPUT, cols.input as Float32Array, cols.inputWidth!, floats));
+  }
+
+  const codec = compression === 'zstd' ? ZSTD : UNCOMPRESSED;
+  const parts: Uint8Array[] = [MAGIC];
+  let offset = MAGIC.length;
+  const rowGroups: ThriftOut[] = [];
+  for (let g = 0, ordinal = 0; g < cols.rows; g += layout.rowGroupRows, ordinal++) {
+    const end = Math.min(cols.rows, g + layout.rowGroupRows);
+    const chunks: ThriftOut[] = [];
+    let groupBytes = 0;
+    let groupCompressed = 0;
+    const groupOffset = offset;
+    for (const c of columns) {
+      const chunkOffset = offset;
+      let uncompressed = 0;
+      let pages = 0;
+      const perPage = Math.max(1, Math.min(PAGE_ROWS, Math.floor(PAGE_BYTES / (c.width * c.bytes))));
+      for (let a = g; a < end; a += perPage) {
+        const b = Math.min(end, a + perPage);
+        const payload = c.list ? concat([levels(a, b, c.width, true), levels(a, b, c.width, false), c.values(a, b)]) : c.values(a, b);
+        const body = codec === ZSTD ? zstd(payload) : payload;
+        const header = encodeThrift([
+          [1, T.i32(DATA_PAGE)], [2, T.i32(payload.length)], [3, T.i32(body.length)],
+          [5, T.struct([[1, T.i32((b - a) * c.width)], [2, T.i32(c.encoding)], [3, T.i32(RLE)], [4, T.i32(RLE)]])],
+        ]);
+        parts.push(header, body);
+        offset += header.length + body.length;
+        uncompressed += header.length + payload.length;
+        pages++;
+      }
+      const compressed = offset - chunkOffset;
+      groupBytes += uncompressed;
+      groupCompressed += compressed;
+      const stats = c.stats?.(g, end);
+      chunks.push(T.struct([
+        [2, T.i64(0)],
+        [3, T.struct([
+          [1, T.i32(c.physical)],
+          [2, T.list([...new Set([c.encoding, RLE])].sort((x, y) => x - y).map(T.i32))],
+          [3, T.list((c.list ? [c.name, 'list', 'item'] : [c.name]).map(T.binary))],
+          [4, T.i32(codec)],
+          [5, T.i64((end - g) * c.width)],
+          [6, T.i64(uncompressed)],
+          [7, T.i64(compressed)],
+          [9, T.i64(chunkOffset)],
+          [12, stats && T.struct([
+            [1, T.binary(stats[1])], [2, T.binary(stats[0])], [3, T.i64(0)],
+            [5, T.binary(stats[1])], [6, T.binary(stats[0])], [7, T.bool(true)], [8, T.bool(true)],
+          ])],
+          [13, T.list([T.struct([[1, T.i32(DATA_PAGE)], [2, T.i32(c.encoding)], [3, T.i32(pages)]])])],
+        ])],
+      ]));
+    }
+    rowGroups.push(T.struct([
+      [1, T.list(chunks)], [2, T.i64(groupBytes)], [3, T.i64(end - g)], [5, T.i64(groupOffset)],
+      [6, T.i64(groupCompressed)], [7, T.i16(ordinal)],
+    ]));
+  }
+
+  const keyValues = [...[...metadata].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)), ['ARROW:schema', arrowSchemaEntry(cols)]];
+  const footer = encodeThrift([
+    [1, T.i32(1)],
+    [2, T.list(schemaElements(columns))],
+    [3, T.i64(cols.rows)],
+    [4, T.list(rowGroups)],
+    [5, T.list(keyValues.map(([k, v]) => T.struct([[1, T.binary(k)], [2, T.binary(v)]])))],
+    [6, T.binary(`kdcache version ${TOOL_VERSION}`)],
+    // TypeDefinedOrder for every leaf: without column orders, readers ignore min_value/max_value
+    [7, T.list(columns.map(() => T.struct([[1, T.struct([])]])))],
+  ]);
+  const tail = new Uint8Array(8);
+  new DataView(tail.buffer).setUint32(0, footer.length, true);
+  tail.set(MAGIC, 4);
+  parts.push(footer, tail);
+  return concat(parts);
+}
+
+const MAGIC = new TextEncoder().encode('PAR1');
+
+function schemaElements(columns: Column[]): ThriftOut[] {
+  const out: ThriftOut[] = [T.struct([[4, T.binary('arrow_schema')], [5, T.i32(columns.length)]])];
+  for (const c of columns) {
+    const leaf = (name: string): ThriftFields => [
+      [1, T.i32(c.physical)], [3, T.i32(REQUIRED)], [4, T.binary(name)],
+      [6, c.uint8 ? T.i32(CONVERTED_UINT_8) : undefined],
+      [10, c.uint8 ? T.struct([[10, T.struct([[1, T.byte(8)], [2, T.bool(false)]])]]) : undefined],
+    ];
+    if (!c.list) {
+      out.push(T.struct(leaf(c.name)));
+      continue;
+    }
+    out.push(
+      T.struct([[3, T.i32(REQUIRED)], [4, T.binary(c.name)], [5, T.i32(1)], [6, T.i32(CONVERTED_LIST)], [10, T.struct([[3, T.struct([])]])]]),
+      T.struct([[3, T.i32(REPEATED)], [4, T.binary('list')], [5, T.i32(1)]]),
+      T.struct(leaf('item')),
+    );
+  }
+  return out;
+}
+
+/** Row ids one after another: the only `row` column of a dense shard. */
+function consecutive(row: BigInt64Array): boolean {
+  // Zigzag-encoding the first id must stay exact in a double.
+  if (row[0] < 0n || row[0] >= 2n ** 52n) return false;
+  for (let i = 1; i < row.length; i++) if (row[i] !== row[i - 1] + 1n) return false;
+  return true;
+}
+
+/**
+ * DELTA_BINARY_PACKED of consecutive ids: blocks of 128 deltas in 4 miniblocks, every delta equal
+ * to the block's minimum (1), so each block is its minimum and four zero bit widths.
+ */
+function rowColumn(row: BigInt64Array): Column {
+  const le = (v: bigint): Uint8Array => {
+    const b = new Uint8Array(8);
+    new DataView(b.buffer).setBigInt64(0, v, true);
+    return b;
+  };
+  return {
+    name: COL_ROW, physical: INT64, list: false, width: 1, bytes: 8, encoding: DELTA_BINARY_PACKED, uint8: false,
+    values(a, b) {
+      const n = b - a;
+      const blocks = Math.ceil((n - 1) / 128);
+      const out: number[] = [];
+      varint(out, 128);
+      varint(out, 4);
+      varint(out, n);
+      varint(out, 2 * Number(row[a]));
+      for (let k = 0; k < blocks; k++) out.push(2, 0, 0, 0, 0);
+      return Uint8Array.from(out);
+    },
+    stats: (a, b) => [le(row[a]), le(row[b - 1])],
+  };
+}
+
+function flatColumn(name: string, physical: number, values: Int32Array): Column {
+  return { name, physical, list: false, width: 1, bytes: 4, encoding: PLAIN, uint8: false, values: (a, b) => bytesOf(values.subarray(a, b)) };
+}
+
+function floatList(name: string, values: Float32Array, width: number, encoding: number): Column {
+  return {
+    name, physical: FLOAT, list: true, width, bytes: 4, encoding, uint8: false,
+    values: (a, b) => (encoding === BYTE_STREAM_SPLIT ? byteStreamSplit(bytesOf(values.subarray(a * width, b * width))) : bytesOf(values.subarray(a * width, b * width))),
+  };
+}
+
+/** uint8 goes into Parquet as INT32 annotated UINT_8, as parquet-wasm stores it. */
+function uint8List(name: string, values: Uint8Array, width: number): Column {
+  return { name, physical: INT32, list: true, width, bytes: 4, encoding: PLAIN, uint8: true, values: (a, b) => bytesOf(Int32Array.from(values.subarray(a * width, b * width))) };
+}
+
+function bytesOf(v: Float32Array | Int32Array): Uint8Array {
+  return new Uint8Array(v.buffer, v.byteOffset, v.byteLength);
+}
+
+/** BYTE_STREAM_SPLIT of float32 values: byte k of every value, then byte k + 1, ... */
+function byteStreamSplit(src: Uint8Array): Uint8Array {
+  const n = src.length >> 2;
+  const out = new Uint8Array(src.length);
+  for (let i = 0, j = 0; i < n; i++, j += 4) {
+    out[i] = src[j];
+    out[n + i] = src[j + 1];
+    out[2 * n + i] = src[j + 2];
+    out[3 * n + i] = src[j + 3];
+  }
+  return out;
+}
+
+/**
+ * The repetition or definition levels of rows [a, b) of a list `width` values wide, with their
+ * 4-byte length (data page v1). Items are required, so every definition level is 1; a repetition
+ * level is 0 at the start of a row and 1 inside it. Both have bit width 1.
+ */
+function levels(a: number, b: number, width: number, repetition: boolean): Uint8Array {
+  const n = (b - a) * width;
+  const out: number[] = [0, 0, 0, 0];
+  if (!repetition || width === 1) {
+    varint(out, n * 2);
+    out.push(repetition ? 0 : 1);
+  } else {
+    for (let i = 0; i < n;) {
+      const groups = Math.min(MAX_PACKED_GROUPS, Math.ceil((n - i) / 8));
+      varint(out, groups * 2 + 1);
+      for (let g = 0; g < groups; g++) {
+        let byte = 0;
+        for (let bit = 0; bit < 8 && i < n; bit++, i++) if (i % width !== 0) byte |= 1 << bit;
+        out.push(byte);
+      }
+    }
+  }
+  const bytes = Uint8Array.from(out);
+  new DataView(bytes.buffer).setUint32(0, bytes.length - 4, true);
+  return bytes;
+}
+
+function varint(out: number[], n: number): void {
+  for (; n >= 0x80; n = Math.floor(n / 128)) out.push((n % 128) | 0x80);
+  out.push(n);
+}
+
+function concat(parts: Uint8Array[]): Uint8Array {
+  const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
+  let at = 0;
+  for (const p of parts) {
+    out.set(p, at);
+    at += p.length;
+  }
+  return out;
+}
+
+/** ZSTD_COMPRESSBOUND from zstd.h: the most one frame of `n` bytes can take. */
+function zstdBound(n: number): number {
+  return n + (n >>> 8) + (n < 128 << 10 ? ((128 << 10) - n) >>> 11 : 0);
+}
+
+function zstd(src: Uint8Array): Uint8Array {
+  const native = loadAddon();
+  if (!native.ok) throw new Error('zstd: the native addon is not loaded');
+  const dst = new Uint8Array(zstdBound(src.length));
+  const n = native.addon.zstdCompress(src, dst, ZSTD_LEVEL);
+  if (n < 0) throw new Error('zstd: libzstd is not loaded');
+  return dst.subarray(0, n);
+}
+
+let writable: boolean | undefined;
+
+/** Whether this thread can write zstd pages: the addon and libzstd load (tried once). */
+export function zstdWritable(): boolean {
+  if (writable === undefined) {
+    const native = loadAddon();
+    writable = native.ok && typeof native.addon.zstdCompress === 'function' && native.addon.zstdCompress(new Uint8Array(0), new Uint8Array(zstdBound(0)), ZSTD_LEVEL) > 0;
+  }
+  return writable;
+}
+
+const schemaEntries = new Map<string, string>();
+
+/**
+ * The ARROW:schema footer entry parquet-wasm writes (and pyarrow and parquet-wasm read back): the
+ * Arrow IPC schema message of the table, base64. Built once per column layout from an empty table.
+ */
+function arrowSchemaEntry(cols: ShardColumns): string {
+  const key = `${Boolean(cols.label)}/${cols.logitsWidth}/${cols.inputDtype ?? ''}/${cols.inputWidth ?? 0}`;
+  let entry = schemaEntries.get(key);
+  if (entry === undefined) {
+    const empty: ShardColumns = {
+      rows: 0, row: new BigInt64Array(0), logits: new Float32Array(0), logitsWidth: cols.logitsWidth, logitsDtype: 'float32',
+      ...(cols.label ? { label: new Int32Array(0) } : {}),
+      ...(cols.input ? { input: allocTyped(cols.inputDtype!, 0), inputWidth: cols.inputWidth, inputDtype: cols.inputDtype } : {}),
+    };
+    const ipc = arrow.tableToIPC(shardTable(empty, new Map()), 'stream');
+    // continuation marker, metadata length, then the schema message itself (it has no body)
+    const length = new DataView(ipc.buffer, ipc.byteOffset).getInt32(4, true);
+    entry = Buffer.from(ipc.subarray(0, 8 + length)).toString('base64');
+    schemaEntries.set(key, entry);
+  }
+  return entry;
+}
