@@ -54,8 +54,10 @@ interface Column {
   bytes: number;
   encoding: number;
   uint8: boolean;
-  /** the encoded values of rows [a, b) */
-  values(a: number, b: number): Uint8Array;
+  /** flat columns: the encoded values of rows [a, b) */
+  values?(a: number, b: number): Uint8Array;
+  /** list columns: the encoded values of rows [a, b), written into `dst` at `at` (after the levels) */
+  into?(a: number, b: number, dst: Uint8Array, at: number): void;
   /** min and max of rows [a, b), for the chunk statistics */
   stats?(a: number, b: number): [Uint8Array, Uint8Array];
 }
@@ -99,7 +101,7 @@ export function writeDenseParquet(
       const perPage = Math.max(1, Math.min(PAGE_ROWS, Math.floor(PAGE_BYTES / (c.width * c.bytes))));
       for (let a = g; a < end; a += perPage) {
         const b = Math.min(end, a + perPage);
-        const payload = c.list ? concat([levels(a, b, c.width, true), levels(a, b, c.width, false), c.values(a, b)]) : c.values(a, b);
+        const payload = c.into ? listPage(c, a, b) : c.values!(a, b);
         const body = codec === ZSTD ? zstd(payload) : payload;
         const header = encodeThrift([
           [1, T.i32(DATA_PAGE)], [2, T.i32(payload.length)], [3, T.i32(body.length)],
@@ -222,57 +224,83 @@ function flatColumn(name: string, physical: number, values: Int32Array): Column 
 function floatList(name: string, values: Float32Array, width: number, encoding: number): Column {
   return {
     name, physical: FLOAT, list: true, width, bytes: 4, encoding, uint8: false,
-    values: (a, b) => (encoding === BYTE_STREAM_SPLIT ? byteStreamSplit(bytesOf(values.subarray(a * width, b * width))) : bytesOf(values.subarray(a * width, b * width))),
+    into(a, b, dst, at) {
+      const src = bytesOf(values.subarray(a * width, b * width));
+      if (encoding === BYTE_STREAM_SPLIT) byteStreamSplit(src, dst, at);
+      else dst.set(src, at);
+    },
   };
 }
 
 /** uint8 goes into Parquet as INT32 annotated UINT_8, as parquet-wasm stores it. */
 function uint8List(name: string, values: Uint8Array, width: number): Column {
-  return { name, physical: INT32, list: true, width, bytes: 4, encoding: PLAIN, uint8: true, values: (a, b) => bytesOf(Int32Array.from(values.subarray(a * width, b * width))) };
+  return {
+    name, physical: INT32, list: true, width, bytes: 4, encoding: PLAIN, uint8: true,
+    into: (a, b, dst, at) => dst.set(bytesOf(Int32Array.from(values.subarray(a * width, b * width))), at),
+  };
+}
+
+/** A data page v1 of a list column: repetition levels, definition levels, then the values. */
+function listPage(c: Column, a: number, b: number): Uint8Array {
+  const n = (b - a) * c.width;
+  const rep = levels(n, c.width, true);
+  const def = levels(n, c.width, false);
+  const page = new Uint8Array(rep.length + def.length + n * c.bytes);
+  page.set(rep);
+  page.set(def, rep.length);
+  c.into!(a, b, page, rep.length + def.length);
+  return page;
 }
 
 function bytesOf(v: Float32Array | Int32Array): Uint8Array {
   return new Uint8Array(v.buffer, v.byteOffset, v.byteLength);
 }
 
-/** BYTE_STREAM_SPLIT of float32 values: byte k of every value, then byte k + 1, ... */
-function byteStreamSplit(src: Uint8Array): Uint8Array {
+/** BYTE_STREAM_SPLIT of float32 values into `out` at `at`: byte 0 of every value, then byte 1, ... */
+function byteStreamSplit(src: Uint8Array, out: Uint8Array, at: number): void {
   const n = src.length >> 2;
-  const out = new Uint8Array(src.length);
   for (let i = 0, j = 0; i < n; i++, j += 4) {
-    out[i] = src[j];
-    out[n + i] = src[j + 1];
-    out[2 * n + i] = src[j + 2];
-    out[3 * n + i] = src[j + 3];
+    out[at + i] = src[j];
+    out[at + n + i] = src[j + 1];
+    out[at + 2 * n + i] = src[j + 2];
+    out[at + 3 * n + i] = src[j + 3];
   }
-  return out;
 }
 
 /**
- * The repetition or definition levels of rows [a, b) of a list `width` values wide, with their
- * 4-byte length (data page v1). Items are required, so every definition level is 1; a repetition
- * level is 0 at the start of a row and 1 inside it. Both have bit width 1.
+ * The repetition or definition levels of `n` values of a list `width` values wide, with their 4-byte
+ * length (data page v1). Items are required, so every definition level is 1; a repetition level is 0
+ * at the start of a row and 1 inside it. Both have bit width 1. Repetition levels are bit-packed:
+ * their bytes repeat every width / gcd(width, 8) bytes, so one period is computed and copied.
  */
-function levels(a: number, b: number, width: number, repetition: boolean): Uint8Array {
-  const n = (b - a) * width;
-  const out: number[] = [0, 0, 0, 0];
+function levels(n: number, width: number, repetition: boolean): Uint8Array {
   if (!repetition || width === 1) {
-    varint(out, n * 2);
-    out.push(repetition ? 0 : 1);
-  } else {
-    for (let i = 0; i < n;) {
-      const groups = Math.min(MAX_PACKED_GROUPS, Math.ceil((n - i) / 8));
-      varint(out, groups * 2 + 1);
-      for (let g = 0; g < groups; g++) {
-        let byte = 0;
-        for (let bit = 0; bit < 8 && i < n; bit++, i++) if (i % width !== 0) byte |= 1 << bit;
-        out.push(byte);
-      }
-    }
+    const run: number[] = [0, 0, 0, 0];
+    varint(run, n * 2);
+    run.push(repetition ? 0 : 1);
+    const bytes = Uint8Array.from(run);
+    new DataView(bytes.buffer).setUint32(0, bytes.length - 4, true);
+    return bytes;
   }
-  const bytes = Uint8Array.from(out);
-  new DataView(bytes.buffer).setUint32(0, bytes.length - 4, true);
-  return bytes;
+  const packed = Math.ceil(n / 8);
+  const out = new Uint8Array(4 + Math.ceil(packed / MAX_PACKED_GROUPS) + packed);
+  const period = width / gcd(width, 8);
+  const pattern = new Uint8Array(period);
+  for (let i = 0; i < period * 8; i++) if (i % width !== 0) pattern[i >> 3] |= 1 << (i & 7);
+  let at = 4;
+  for (let byte = 0; byte < packed;) {
+    const groups = Math.min(MAX_PACKED_GROUPS, packed - byte);
+    out[at++] = groups * 2 + 1; // one-byte varint: groups <= 63
+    for (const end = byte + groups; byte < end; byte++) out[at++] = pattern[byte % period];
+  }
+  // The last group's padding is zeros, whatever the pattern holds there.
+  if (n % 8 !== 0) out[at - 1] &= (1 << (n % 8)) - 1;
+  new DataView(out.buffer).setUint32(0, out.length - 4, true);
+  return out;
+}
+
+function gcd(a: number, b: number): number {
+  return b === 0 ? a : gcd(b, a % b);
 }
 
 function varint(out: number[], n: number): void {
