@@ -170,8 +170,12 @@ export async function precomputeLogits(opts: PrecomputeOptions): Promise<Precomp
     let rowsDone = 0;
     const computeStart = performance.now();
     let written: ShardSidecar[] = [];
+    let computeSecs = 0;
     try {
       const blocks = blockReader(ds, batchSize);
+      // One feeder for the run: a fresh input buffer per shard is external memory that drives V8 to
+      // full collections on the inference thread.
+      const feeder = new BatchFeeder(teacher.info.input_name, config.preprocessing, fixedBatch || batchSize, teacher.mask?.shape ?? null);
       const firstBlock = (s: number) => blocks.read(s * config.storage.shard_rows, s * config.storage.shard_rows + shardRowCount(config, s));
       let first = todo.length > 0 ? firstBlock(todo[0]) : null;
       for (let i = 0; i < todo.length; i++) {
@@ -181,15 +185,17 @@ export async function precomputeLogits(opts: PrecomputeOptions): Promise<Precomp
         const cols = await computeShard(teacher, ds, labelSet?.labels ?? null, config, s, batchSize, fixedBatch, Boolean(opts.storeInputs), (n) => {
           rowsDone += n;
           progress.update(rowsDone);
-        }, reads);
+        }, reads, feeder);
         first = following ?? (i + 1 < todo.length ? firstBlock(todo[i + 1]) : null);
         await pool.submit(opts.out, s, cols, config.storage, config.config_id, teacher.provider, sequence ? shardRowCount(config, s) : undefined);
       }
       written = await pool.drain();
     } finally {
+      // The clock stops once the last shard is durable; stopping the writer threads is teardown, like
+      // releasing the session.
+      computeSecs = (performance.now() - computeStart) / 1000;
       await pool.close();
     }
-    const computeSecs = (performance.now() - computeStart) / 1000;
     progress.done();
 
     const { manifest, missing } = await finalizeCache(opts.out);
@@ -297,7 +303,7 @@ async function runBatch(teacher: Teacher, feeds: Record<string, ort.Tensor>, row
 async function computeShard(
   teacher: Teacher, ds: Dataset, labels: Int32Array | null, config: CacheConfig, s: number,
   batchSize: number, fixedBatch: number, storeInputs: boolean, onRows: (n: number) => void,
-  reads: ShardReads,
+  reads: ShardReads, feeder: BatchFeeder,
 ): Promise<ShardColumns> {
   const first = s * config.storage.shard_rows;
   const rows = shardRowCount(config, s);
@@ -312,7 +318,6 @@ async function computeShard(
   const kept: PositionRows | null = sequence ? { row, position: new Int32Array(rows * t), logits } : null;
   let positions = 0;
   const input = storeInputs ? allocTyped(ds.dtype, rows * product(ds.exampleShape)) : undefined;
-  const feeder = new BatchFeeder(teacher.info.input_name, pre, fixedBatch || batchSize, teacher.mask?.shape ?? null);
 
   const inWidth = product(ds.exampleShape);
   const { blockRows } = reads.blocks;
