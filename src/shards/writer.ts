@@ -7,7 +7,7 @@ import * as path from 'node:path';
 import * as arrow from 'apache-arrow';
 import * as pw from 'parquet-wasm';
 import { describeFsError } from '../util/errors.js';
-import { sha256Hex, writeFileAtomic } from '../util/fsx.js';
+import { sha256Hex, writeFilesAtomic } from '../util/fsx.js';
 import { shardTable } from './arrow-table.js';
 import {
   META_CONFIG_ID, META_FIRST_ROW, META_SHARD_INDEX, SHARD_DIR,
@@ -112,12 +112,13 @@ export async function writeShard(
   await fs.mkdir(dir, { recursive: true }).catch((err) => {
     throw describeFsError(err, dir, 'create the shard directory') ?? err;
   });
-  const shardPath = await resolveInside(cacheDir, shardRelPath(index, storage.format), cacheDir);
-  const sidecarPath = await resolveInside(cacheDir, sidecarRelPath(index), cacheDir);
+  const [shardPath, sidecarPath] = await Promise.all([
+    resolveInside(cacheDir, shardRelPath(index, storage.format), cacheDir), resolveInside(cacheDir, sidecarRelPath(index), cacheDir),
+  ]);
   // A sidecar from an earlier run must not vouch for the shard while it is being replaced.
   await fs.rm(sidecarPath, { force: true });
-  await writeFileAtomic(shardPath, encoded);
   const sidecar = shardSidecarFor({ index, format: storage.format, first_row, cols, encoded, config_id, execution_provider, ...extras });
-  await writeFileAtomic(sidecarPath, `${JSON.stringify(sidecar, null, 2)}\n`);
+  // Written side by side (the last shard's writes are the job's tail), renamed shard first.
+  await writeFilesAtomic([[shardPath, encoded], [sidecarPath, `${JSON.stringify(sidecar, null, 2)}\n`]]);
   return sidecar;
 }

@@ -34,6 +34,26 @@ export async function writeFileAtomic(finalPath: string, data: Uint8Array | stri
 }
 
 /**
+ * writeFileAtomic for files that go together, in one directory: all are written and fsynced at once,
+ * then renamed into place in the order given, then the directory is fsynced once. A kill before the
+ * last rename can leave the earlier files in place without the later ones, never a later one alone
+ * as far as the file system keeps renames in order (ext4 and xfs journal them in order); readers
+ * check a sidecar against the size of its shard either way.
+ */
+export async function writeFilesAtomic(files: readonly (readonly [finalPath: string, data: Uint8Array | string])[]): Promise<void> {
+  const temps = files.map(([finalPath]) => tempPathFor(finalPath));
+  let renamed = 0;
+  try {
+    await Promise.all(files.map(([, data], i) => writeSynced(temps[i], data)));
+    for (; renamed < files.length; renamed++) await fs.rename(temps[renamed], files[renamed][0]);
+  } catch (err) {
+    await Promise.all(temps.slice(renamed).map((t) => fs.rm(t, { force: true }).catch(() => {})));
+    throw describeFsError(err, files[Math.min(renamed, files.length - 1)][0], 'write') ?? err;
+  }
+  for (const dir of new Set(files.map(([finalPath]) => path.dirname(finalPath)))) await syncDir(dir);
+}
+
+/**
  * Create `finalPath` with `data` only if it does not exist yet (atomic across processes: link(2)
  * fails with EEXIST). Returns false when another writer got there first.
  */
