@@ -7,6 +7,7 @@ import type { Compression, FidelityRecord, ShardColumns, StorageFormat, StorageS
 import { CONFIG_FILE, MANIFEST_FILE, SHARD_DIR } from '../shards/format.js';
 import { configId, finalizeCache, readSidecars, resolveInside } from '../shards/manifest.js';
 import type { CacheConfig, LabelsInfo, Manifest, Preprocessing, ShardSidecar } from '../shards/manifest-types.js';
+import { prepareShardFiles } from '../shards/writer.js';
 import { combineFidelity } from '../sparse/fidelity.js';
 import type { TypedArray } from '../util/dtype.js';
 import { DTYPE_BYTES, allocTyped, product } from '../util/dtype.js';
@@ -165,6 +166,19 @@ export async function precomputeLogits(opts: PrecomputeOptions): Promise<Precomp
 
     const rowsTodo = todo.reduce((n, s) => n + shardRowCount(config, s), 0);
     const progress = createProgress({ label: 'precompute', total: rowsTodo, unit: 'rows', quiet: opts.quiet });
+    const blocks = blockReader(ds, batchSize);
+    // One feeder for the run, not a fresh input buffer per shard: less external memory for V8 to
+    // collect on the inference thread.
+    const feeder = new BatchFeeder(teacher.info.input_name, config.preprocessing, fixedBatch || batchSize, teacher.mask?.shape ?? null);
+    const firstBlock = (s: number) => blocks.read(s * config.storage.shard_rows, s * config.storage.shard_rows + shardRowCount(config, s));
+    const prepare = (s: number) => {
+      const p = prepareShardFiles(opts.out, s, config.storage.format);
+      p.catch(() => {}); // awaited at submit; a failure surfaces there
+      return p;
+    };
+    // The first block and the first shard's files are got ready while the writer finishes warming up.
+    let first = todo.length > 0 ? firstBlock(todo[0]) : null;
+    let paths = todo.length > 0 ? prepare(todo[0]) : null;
     // The writer's warm-up overlapped with the hashing above; the clock starts once it is done.
     await pool.ready();
     let rowsDone = 0;
@@ -172,14 +186,10 @@ export async function precomputeLogits(opts: PrecomputeOptions): Promise<Precomp
     let written: ShardSidecar[] = [];
     let computeSecs = 0;
     try {
-      const blocks = blockReader(ds, batchSize);
-      // One feeder for the run: a fresh input buffer per shard is external memory that drives V8 to
-      // full collections on the inference thread.
-      const feeder = new BatchFeeder(teacher.info.input_name, config.preprocessing, fixedBatch || batchSize, teacher.mask?.shape ?? null);
-      const firstBlock = (s: number) => blocks.read(s * config.storage.shard_rows, s * config.storage.shard_rows + shardRowCount(config, s));
-      let first = todo.length > 0 ? firstBlock(todo[0]) : null;
       for (let i = 0; i < todo.length; i++) {
         const s = todo[i];
+        const ours = paths!;
+        paths = i + 1 < todo.length ? prepare(todo[i + 1]) : null;
         let following: Promise<TypedArray> | null = null;
         const reads: ShardReads = { blocks, first: first!, onLastBlock: () => { if (i + 1 < todo.length) following ??= firstBlock(todo[i + 1]); } };
         const cols = await computeShard(teacher, ds, labelSet?.labels ?? null, config, s, batchSize, fixedBatch, Boolean(opts.storeInputs), (n) => {
@@ -187,7 +197,7 @@ export async function precomputeLogits(opts: PrecomputeOptions): Promise<Precomp
           progress.update(rowsDone);
         }, reads, feeder);
         first = following ?? (i + 1 < todo.length ? firstBlock(todo[i + 1]) : null);
-        await pool.submit(opts.out, s, cols, config.storage, config.config_id, teacher.provider, sequence ? shardRowCount(config, s) : undefined);
+        await pool.submit(opts.out, s, await ours, cols, config.storage, config.config_id, teacher.provider, sequence ? shardRowCount(config, s) : undefined);
       }
       written = await pool.drain();
     } finally {

@@ -1,6 +1,7 @@
 import { Worker } from 'node:worker_threads';
 import type { ShardColumns, StorageSpec } from '../shards/format.js';
 import type { ShardSidecar } from '../shards/manifest-types.js';
+import type { ShardPaths } from '../shards/writer.js';
 import { UserError, describeFsError } from '../util/errors.js';
 import type { WriteReply, WriteRequest } from './writer-worker.js';
 
@@ -69,7 +70,7 @@ export class ShardWriterPool {
   }
 
   /** Queue a shard; buffers in `cols` are transferred (the caller must not reuse them). */
-  async submit(cacheDir: string, index: number, cols: ShardColumns, storage: StorageSpec, configId: string, provider: string, examples?: number): Promise<void> {
+  async submit(cacheDir: string, index: number, paths: ShardPaths, cols: ShardColumns, storage: StorageSpec, configId: string, provider: string, examples?: number): Promise<void> {
     while (this.pending.size >= this.maxPending && !this.firstError) await new Promise<void>((r) => this.roomWaiters.push(r));
     if (this.firstError) throw this.firstError;
     const id = this.nextId++;
@@ -78,7 +79,7 @@ export class ShardWriterPool {
     const result = new Promise<ShardSidecar>((resolve, reject) => this.pending.set(id, { resolve, reject }));
     result.catch(() => {});
     this.results.push(result);
-    this.waiting.push({ req: { id, cacheDir, index, cols, storage, configId, provider, ...(examples !== undefined ? { examples } : {}) }, transfer: [...new Set(transfer)] });
+    this.waiting.push({ req: { id, cacheDir, index, paths, cols, storage, configId, provider, ...(examples !== undefined ? { examples } : {}) }, transfer: [...new Set(transfer)] });
     this.pump();
   }
 

@@ -4,7 +4,7 @@
  */
 import { parentPort } from 'node:worker_threads';
 import type { ShardColumns, StorageSpec } from '../shards/format.js';
-import { encodeShard, shardSidecarFor, writeShard } from '../shards/writer.js';
+import { type ShardPaths, encodeShard, shardSidecarFor, writeShard } from '../shards/writer.js';
 import { storeSpecOf, toStored } from '../sparse/store.js';
 import { UserError } from '../util/errors.js';
 
@@ -18,6 +18,8 @@ export interface WriteRequest {
   provider: string;
   /** sequence layout: examples the shard covers */
   examples?: number;
+  /** prepared by the caller while the shard was computed */
+  paths: ShardPaths;
 }
 
 export type WriteReply =
@@ -59,7 +61,7 @@ parentPort!.on('message', async (req: WriteRequest) => {
     // inference thread; the dense float32 logits of a logits teacher pass through untouched.
     const { cols, fidelity } = toStored(req.cols, storeSpecOf(req.storage));
     const extras = { ...(req.examples !== undefined ? { examples: req.examples } : {}), ...(fidelity ? { fidelity } : {}) };
-    const record = await writeShard(req.cacheDir, req.index, cols, req.storage, req.configId, req.provider, extras);
+    const record = await writeShard(req.cacheDir, req.index, cols, req.storage, req.configId, req.provider, extras, req.paths);
     reply = { id: req.id, ok: true, record };
   } catch (err) {
     reply = { id: req.id, ok: false, message: (err as Error).message ?? String(err), user: err instanceof UserError, code: (err as NodeJS.ErrnoException).code };

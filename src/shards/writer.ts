@@ -95,12 +95,37 @@ export interface ShardExtras {
   fidelity?: FidelityRecord;
 }
 
+/** Where shard `index` and its sidecar go, checked to lie inside the cache; see prepareShardFiles. */
+export interface ShardPaths {
+  shard: string;
+  sidecar: string;
+}
+
 /**
- * Encode shard `index` and write shards/shard-NNNNN.<ext>, then its sidecar. Rows must be the
- * dataset rows [index * shard_rows, ...) in order.
+ * Get the directory and names for shard `index` ready: shards/ created, both paths checked against
+ * symbolic links out of the cache, and a sidecar from an earlier run removed (it must not vouch for
+ * the shard while it is being replaced). precompute does this while the shard is computed, so the
+ * file system round trips are not part of the last shard's write, which nothing overlaps.
+ */
+export async function prepareShardFiles(cacheDir: string, index: number, format: StorageFormat): Promise<ShardPaths> {
+  const dir = path.join(cacheDir, SHARD_DIR);
+  await fs.mkdir(dir, { recursive: true }).catch((err) => {
+    throw describeFsError(err, dir, 'create the shard directory') ?? err;
+  });
+  const [shard, sidecar] = await Promise.all([
+    resolveInside(cacheDir, shardRelPath(index, format), cacheDir), resolveInside(cacheDir, sidecarRelPath(index), cacheDir),
+  ]);
+  await fs.rm(sidecar, { force: true });
+  return { shard, sidecar };
+}
+
+/**
+ * Encode shard `index` and write shards/shard-NNNNN.<ext> and its sidecar (to `paths` when they
+ * were prepared). Rows must be the dataset rows [index * shard_rows, ...) in order.
  */
 export async function writeShard(
   cacheDir: string, index: number, cols: ShardColumns, storage: StorageSpec, config_id: string, execution_provider: string, extras: ShardExtras = {},
+  paths?: ShardPaths,
 ): Promise<ShardSidecar> {
   const first_row = index * storage.shard_rows;
   const sequence = storage.layout === 'sequence';
@@ -108,17 +133,9 @@ export async function writeShard(
   if ((extras.examples ?? cols.rows) > storage.shard_rows) throw new Error(`writeShard: ${extras.examples ?? cols.rows} rows exceed shard_rows ${storage.shard_rows}`);
   if (!sequence && cols.rows > 0 && cols.row[0] !== BigInt(first_row)) throw new Error(`writeShard: shard ${index} starts at row ${cols.row[0]}, expected ${first_row}`);
   const encoded = encodeShard(cols, storage, { config_id, first_row, shard_index: index });
-  const dir = path.join(cacheDir, SHARD_DIR);
-  await fs.mkdir(dir, { recursive: true }).catch((err) => {
-    throw describeFsError(err, dir, 'create the shard directory') ?? err;
-  });
-  const [shardPath, sidecarPath] = await Promise.all([
-    resolveInside(cacheDir, shardRelPath(index, storage.format), cacheDir), resolveInside(cacheDir, sidecarRelPath(index), cacheDir),
-  ]);
-  // A sidecar from an earlier run must not vouch for the shard while it is being replaced.
-  await fs.rm(sidecarPath, { force: true });
+  const { shard, sidecar: sidecarPath } = paths ?? await prepareShardFiles(cacheDir, index, storage.format);
   const sidecar = shardSidecarFor({ index, format: storage.format, first_row, cols, encoded, config_id, execution_provider, ...extras });
-  // Written side by side (the last shard's writes are the job's tail), renamed shard first.
-  await writeFilesAtomic([[shardPath, encoded], [sidecarPath, `${JSON.stringify(sidecar, null, 2)}\n`]]);
+  // Written side by side, renamed shard first.
+  await writeFilesAtomic([[shard, encoded], [sidecarPath, `${JSON.stringify(sidecar, null, 2)}\n`]]);
   return sidecar;
 }
