@@ -6,27 +6,11 @@
  * structs in the footer's key_value_metadata list and each encodes independently of its position, so
  * permuting them in place leaves a valid file of the same length.
  */
+import { T, encodeThrift } from './thrift-compact.js';
 
 /** Thrift compact encoding of KeyValue { 1: string key, 2: string value }. */
 function encodeKeyValue(key: string, value: string): Uint8Array {
-  const out: number[] = [];
-  const bytes = (s: string): void => {
-    const b = new TextEncoder().encode(s);
-    for (let n = b.length; ; n >>>= 7) {
-      if (n < 0x80) {
-        out.push(n);
-        break;
-      }
-      out.push((n & 0x7f) | 0x80);
-    }
-    out.push(...b);
-  };
-  out.push(0x18); // field 1, delta 1, type binary
-  bytes(key);
-  out.push(0x18); // field 2, delta 1, type binary
-  bytes(value);
-  out.push(0x00); // stop
-  return Uint8Array.from(out);
+  return encodeThrift([[1, T.binary(key)], [2, T.binary(value)]]);
 }
 
 function indexOf(hay: Uint8Array, needle: Uint8Array, from: number, to: number): number {

@@ -15,6 +15,10 @@
  */
 import { loadAddon } from '../util/addon.js';
 import { allocTyped, DTYPE_BYTES, type DType, type TypedArray } from '../util/dtype.js';
+import {
+  BYTE_STREAM_SPLIT, CONVERTED_LIST, DATA_PAGE, DATA_PAGE_V2, DELTA_BINARY_PACKED, DOUBLE, FIXED_LEN_BYTE_ARRAY, FLOAT, INT32, INT64, OPTIONAL, PLAIN,
+  REPEATED, SNAPPY, UNCOMPRESSED, ZSTD,
+} from './parquet-enums.js';
 import { ThriftReader, type ThriftStruct, type ThriftValue } from './thrift-compact.js';
 
 /** A column's values: one per row (`width` null), or `width` per row, row-major. */
@@ -40,23 +44,6 @@ const unsupported = (what: string): never => {
   throw new Unsupported(what);
 };
 
-// parquet.thrift enums
-const INT32 = 1;
-const INT64 = 2;
-const FLOAT = 4;
-const DOUBLE = 5;
-const FIXED_LEN_BYTE_ARRAY = 7;
-const OPTIONAL = 1;
-const REPEATED = 2;
-const CONVERTED_LIST = 3;
-const PLAIN = 0;
-const DELTA_BINARY_PACKED = 5;
-const BYTE_STREAM_SPLIT = 9;
-const UNCOMPRESSED = 0;
-const SNAPPY = 1;
-const ZSTD = 6;
-const DATA_PAGE = 0;
-const DATA_PAGE_V2 = 3;
 const CONVERTED_INTS: Record<number, DType> = { 11: 'uint8', 12: 'uint16', 13: 'uint32', 15: 'int8', 16: 'int16', 17: 'int32', 18: 'int64' };
 
 const num = (v: ThriftValue | undefined, what: string): number => (typeof v === 'number' ? v : unsupported(`${what} missing`));

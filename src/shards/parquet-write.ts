@@ -18,23 +18,11 @@ import { TOOL_VERSION } from '../version.js';
 import { checkColumns, shardTable } from './arrow-table.js';
 import { COL_INPUT, COL_LABEL, COL_LOGITS, COL_ROW, type Compression, type ShardColumns } from './format.js';
 import { type ParquetLayout, parquetLayout } from './parquet-props.js';
-import { T, type ThriftFields, type ThriftOut, encodeThrift } from './thrift-compact.js';
-
-// parquet.thrift enums
-const INT32 = 1;
-const INT64 = 2;
-const FLOAT = 4;
-const REQUIRED = 0;
-const REPEATED = 2;
-const CONVERTED_LIST = 3;
-const CONVERTED_UINT_8 = 11;
-const PLAIN = 0;
-const RLE = 3;
-const DELTA_BINARY_PACKED = 5;
-const BYTE_STREAM_SPLIT = 9;
-const UNCOMPRESSED = 0;
-const ZSTD = 6;
-const DATA_PAGE = 0;
+import {
+  BYTE_STREAM_SPLIT, CONVERTED_LIST, CONVERTED_UINT_8, DATA_PAGE, DELTA_BINARY_PACKED, FLOAT, INT32, INT64, PLAIN, REPEATED, REQUIRED, RLE,
+  UNCOMPRESSED, ZSTD,
+} from './parquet-enums.js';
+import { T, type ThriftFields, type ThriftOut, encodeThrift, varint } from './thrift-compact.js';
 
 /** parquet-rs's page limits, which other readers are tuned for */
 const PAGE_BYTES = 1 << 20;
@@ -301,11 +289,6 @@ function levels(n: number, width: number, repetition: boolean): Uint8Array {
 
 function gcd(a: number, b: number): number {
   return b === 0 ? a : gcd(b, a % b);
-}
-
-function varint(out: number[], n: number): void {
-  for (; n >= 0x80; n = Math.floor(n / 128)) out.push((n % 128) | 0x80);
-  out.push(n);
 }
 
 function concat(parts: Uint8Array[]): Uint8Array {

@@ -137,25 +137,27 @@ export const T = {
   list: (items: ThriftOut[]): ThriftOut => ({ type: LIST, v: items }),
 };
 
+/** Append unsigned LEB128 `n` (exact up to 2^53) to `out`: Thrift's varints, and Parquet's own. */
+export function varint(out: number[], n: number): void {
+  for (; n >= 0x80; n = Math.floor(n / 128)) out.push((n % 128) | 0x80);
+  out.push(n);
+}
+
 export function encodeThrift(fields: ThriftFields): Uint8Array {
   const out: number[] = [];
-  const varint = (n: number): void => {
-    for (; n >= 0x80; n = Math.floor(n / 128)) out.push((n % 128) | 0x80);
-    out.push(n);
-  };
-  const zigzag = (n: number): void => varint(n >= 0 ? 2 * n : -2 * n - 1);
+  const zigzag = (n: number): void => varint(out, n >= 0 ? 2 * n : -2 * n - 1);
   const value = (x: ThriftOut): void => {
     switch (x.type) {
       case BYTE: out.push((x.v as number) & 0xff); break;
       case I16: case I32: case I64: zigzag(x.v as number); break;
-      case BINARY: varint((x.v as Uint8Array).length); for (const b of x.v as Uint8Array) out.push(b); break;
+      case BINARY: varint(out, (x.v as Uint8Array).length); for (const b of x.v as Uint8Array) out.push(b); break;
       case STRUCT: struct(x.v as ThriftFields); break;
       case LIST: {
         const items = x.v as ThriftOut[];
         const type = items.length > 0 ? items[0].type : STRUCT;
         if (type === TRUE || type === FALSE) throw new Error('thrift: lists of booleans are not written');
         if (items.length < 15) out.push((items.length << 4) | type);
-        else { out.push(0xf0 | type); varint(items.length); }
+        else { out.push(0xf0 | type); varint(out, items.length); }
         items.forEach(value);
         break;
       }
