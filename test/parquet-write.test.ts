@@ -10,12 +10,14 @@ import fc from 'fast-check';
 import * as pw from 'parquet-wasm';
 import type { ShardColumns } from '../src/shards/format.js';
 import { parquetLayout } from '../src/shards/parquet-props.js';
-import { writeDenseParquet, zstdWritable } from '../src/shards/parquet-write.js';
+import { zstdAvailable } from '../src/shards/parquet-pages.js';
+import { writeDenseParquet } from '../src/shards/parquet-write.js';
 import { decodeShard, denseParquetShard } from '../src/shards/reader.js';
 import { ThriftReader } from '../src/shards/thrift-compact.js';
 import { encodeShard, shardMetadata } from '../src/shards/writer.js';
 import type { DType } from '../src/util/dtype.js';
 import { closeDuck, duckQueryJs, sqlPath } from './helpers/duckdb.js';
+import { withParquetWasm } from './helpers/parquet-wasm.js';
 import { assertColumnsEqual, randomShardColumns } from './helpers/shard-columns.js';
 import { makeTempDir, removeDir } from './helpers/tmp.js';
 
@@ -33,21 +35,11 @@ after(async () => {
 
 /** The same shard as parquet-wasm writes it. */
 function viaParquetWasm(cols: ShardColumns, compression: 'zstd' | 'none'): Uint8Array {
-  process.env.KDCACHE_PARQUET_PAGES = '0';
-  try {
-    return encodeShard(cols, { format: 'parquet', compression, logits_dtype: 'float32' }, META);
-  } finally {
-    delete process.env.KDCACHE_PARQUET_PAGES;
-  }
+  return withParquetWasm(() => encodeShard(cols, { format: 'parquet', compression, logits_dtype: 'float32' }, META));
 }
 
 function readWithParquetWasm(bytes: Uint8Array): ShardColumns {
-  process.env.KDCACHE_PARQUET_PAGES = '0';
-  try {
-    return decodeShard(bytes, 'parquet', 'x');
-  } finally {
-    delete process.env.KDCACHE_PARQUET_PAGES;
-  }
+  return withParquetWasm(() => decodeShard(bytes, 'parquet', 'x'));
 }
 
 let files = 0;
@@ -86,7 +78,7 @@ function expectedRows(cols: ShardColumns): unknown[][] {
 }
 
 describe('direct Parquet writer for dense shards', () => {
-  const compressions = zstdWritable() ? (['zstd', 'none'] as const) : (['none'] as const);
+  const compressions = zstdAvailable() ? (['zstd', 'none'] as const) : (['none'] as const);
   for (const compression of compressions) {
     for (const input of [undefined, { dtype: 'float32' as DType, width: 5 }, { dtype: 'uint8' as DType, width: 7 }]) {
       for (const label of [false, true]) {

@@ -13,7 +13,7 @@ import type { Manifest, ShardSidecar } from '../src/shards/manifest-types.js';
 import { parquetLayout } from '../src/shards/parquet-props.js';
 import { decodeShard, decodeShardWithMeta, denseParquetShard, readShardFile } from '../src/shards/reader.js';
 import { shardTable } from '../src/shards/arrow-table.js';
-import { zstdReadable } from '../src/shards/parquet-pages.js';
+import { zstdAvailable } from '../src/shards/parquet-pages.js';
 import { shardMetadata } from '../src/shards/writer.js';
 import fc from 'fast-check';
 import { encodeShard, writeShard } from '../src/shards/writer.js';
@@ -23,6 +23,7 @@ import { sha256Hex } from '../src/util/fsx.js';
 import { fakeConfig, shardColumnsFor, writeFakeCache, type FakeCacheOptions } from './helpers/cache.js';
 import { closeDuck, duckQuery, duckQueryJs, sqlPath } from './helpers/duckdb.js';
 import { parquetjs } from './helpers/parquetjs-lite.js';
+import { withParquetWasm } from './helpers/parquet-wasm.js';
 import { assertColumnsEqual, randomShardColumns } from './helpers/shard-columns.js';
 import { makeTempDir, removeDir } from './helpers/tmp.js';
 
@@ -274,14 +275,7 @@ describe('decodeShard reads Parquet written by other tools', () => {
 
 describe('parquet-pages: dense shards read without parquet-wasm', () => {
   /** What parquet-wasm (the general reader) makes of the same bytes. */
-  const viaParquetWasm = (bytes: Uint8Array) => {
-    process.env.KDCACHE_PARQUET_PAGES = '0';
-    try {
-      return decodeShardWithMeta(bytes, 'parquet', 'x');
-    } finally {
-      delete process.env.KDCACHE_PARQUET_PAGES;
-    }
-  };
+  const viaParquetWasm = (bytes: Uint8Array) => withParquetWasm(() => decodeShardWithMeta(bytes, 'parquet', 'x'));
   const meta = { config_id: META.config_id, first_row: 530, shard_index: 10 };
 
   test('every dense layout kdcache writes: read directly, same columns and metadata as parquet-wasm', () => {
@@ -296,7 +290,7 @@ describe('parquet-pages: dense shards read without parquet-wasm', () => {
             const fast = denseParquetShard(bytes);
             const what = `${compression} ${logitsDtype} ${input?.dtype ?? 'no'} input ${label ? 'label' : ''}`;
             // zstd pages need the addon and libzstd; without them parquet-wasm reads those files
-            if (compression === 'zstd' && !zstdReadable()) {
+            if (compression === 'zstd' && !zstdAvailable()) {
               assert.equal(fast, null, what);
               continue;
             }
@@ -322,7 +316,7 @@ describe('parquet-pages: dense shards read without parquet-wasm', () => {
           const bytes = pw.writeParquet(pw.Table.fromIPCStream(arrow.tableToIPC(shardTable(cols, new Map()), 'stream')), b.build());
           const fast = denseParquetShard(bytes);
           const what = `${rows} rows x ${width}, row groups of ${rowGroupRows}, pages of ${pageBytes} B, writer ${version}, ${compression}`;
-          if (compression === 'zstd' && !zstdReadable()) continue;
+          if (compression === 'zstd' && !zstdAvailable()) continue;
           assert.ok(fast, `${what}: not read directly`);
           assertColumnsEqual(fast.cols, cols);
           assert.deepEqual(fast, viaParquetWasm(bytes), what);

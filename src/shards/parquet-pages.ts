@@ -226,8 +226,12 @@ function readChunk(bytes: Uint8Array, cm: ThriftStruct, leaf: Leaf, width: numbe
 
 let zstd: boolean | null = null;
 
-/** Whether zstd pages are read here: the addon is built and opens libzstd (an empty frame decodes). */
-export function zstdReadable(): boolean {
+/**
+ * Whether this thread has zstd: the addon is built and opens libzstd (an empty frame decodes). The
+ * addon loads libzstd only with both its compressor and decompressor, so this answers for reading
+ * pages here and for writing them (parquet-write.ts).
+ */
+export function zstdAvailable(): boolean {
   if (zstd === null) {
     const base = loadAddon();
     try {
@@ -253,7 +257,7 @@ function decompress(src: Uint8Array, codec: number, size: number): Uint8Array {
   if (codec === SNAPPY) got = snappyDecompress(src, dst);
   else if (codec === ZSTD) {
     const base = loadAddon();
-    if (!base.ok || !zstdReadable()) return unsupported('zstd needs the native addon and libzstd');
+    if (!base.ok || !zstdAvailable()) return unsupported('zstd needs the native addon and libzstd');
     got = base.addon.zstdDecompress(src, dst);
   } else return unsupported(`codec ${codec}`);
   if (got !== size) unsupported('page size');

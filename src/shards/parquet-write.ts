@@ -17,6 +17,7 @@ import { allocTyped } from '../util/dtype.js';
 import { TOOL_VERSION } from '../version.js';
 import { checkColumns, shardTable } from './arrow-table.js';
 import { COL_INPUT, COL_LABEL, COL_LOGITS, COL_ROW, type Compression, type ShardColumns } from './format.js';
+import { zstdAvailable } from './parquet-pages.js';
 import { type ParquetLayout, parquetLayout } from './parquet-props.js';
 import {
   BYTE_STREAM_SPLIT, CONVERTED_LIST, CONVERTED_UINT_8, DATA_PAGE, DELTA_BINARY_PACKED, FLOAT, INT32, INT64, PLAIN, REPEATED, REQUIRED, RLE,
@@ -35,8 +36,7 @@ const MAX_PACKED_GROUPS = 63;
 interface Column {
   name: string;
   physical: number;
-  /** a list of `width` values per row, or one value per row */
-  list: boolean;
+  /** values per row: list columns (those with `into`) hold `width` per row, flat ones 1 */
   width: number;
   /** bytes per value of the physical type */
   bytes: number;
@@ -60,7 +60,7 @@ export function writeDenseParquet(
   checkColumns(cols);
   if (cols.rows === 0 || cols.position || cols.topkIndices || cols.logitsDtype !== 'float32') return null;
   if (cols.input && cols.inputDtype !== 'float32' && cols.inputDtype !== 'uint8') return null;
-  if (compression === 'snappy' || (compression === 'zstd' && !zstdWritable())) return null;
+  if (compression === 'snappy' || (compression === 'zstd' && !zstdAvailable())) return null;
   if (!consecutive(cols.row)) return null;
   const floats = layout.byteStreamSplit ? BYTE_STREAM_SPLIT : PLAIN;
   const columns: Column[] = [rowColumn(cols.row)];
@@ -109,7 +109,7 @@ export function writeDenseParquet(
         [3, T.struct([
           [1, T.i32(c.physical)],
           [2, T.list([...new Set([c.encoding, RLE])].sort((x, y) => x - y).map(T.i32))],
-          [3, T.list((c.list ? [c.name, 'list', 'item'] : [c.name]).map(T.binary))],
+          [3, T.list((c.into ? [c.name, 'list', 'item'] : [c.name]).map(T.binary))],
           [4, T.i32(codec)],
           [5, T.i64((end - g) * c.width)],
           [6, T.i64(uncompressed)],
@@ -157,7 +157,7 @@ function schemaElements(columns: Column[]): ThriftOut[] {
       [6, c.uint8 ? T.i32(CONVERTED_UINT_8) : undefined],
       [10, c.uint8 ? T.struct([[10, T.struct([[1, T.byte(8)], [2, T.bool(false)]])]]) : undefined],
     ];
-    if (!c.list) {
+    if (!c.into) {
       out.push(T.struct(leaf(c.name)));
       continue;
     }
@@ -189,7 +189,7 @@ function rowColumn(row: BigInt64Array): Column {
     return b;
   };
   return {
-    name: COL_ROW, physical: INT64, list: false, width: 1, bytes: 8, encoding: DELTA_BINARY_PACKED, uint8: false,
+    name: COL_ROW, physical: INT64, width: 1, bytes: 8, encoding: DELTA_BINARY_PACKED, uint8: false,
     values(a, b) {
       const n = b - a;
       const blocks = Math.ceil((n - 1) / 128);
@@ -206,12 +206,12 @@ function rowColumn(row: BigInt64Array): Column {
 }
 
 function flatColumn(name: string, physical: number, values: Int32Array): Column {
-  return { name, physical, list: false, width: 1, bytes: 4, encoding: PLAIN, uint8: false, values: (a, b) => bytesOf(values.subarray(a, b)) };
+  return { name, physical, width: 1, bytes: 4, encoding: PLAIN, uint8: false, values: (a, b) => bytesOf(values.subarray(a, b)) };
 }
 
 function floatList(name: string, values: Float32Array, width: number, encoding: number): Column {
   return {
-    name, physical: FLOAT, list: true, width, bytes: 4, encoding, uint8: false,
+    name, physical: FLOAT, width, bytes: 4, encoding, uint8: false,
     into(a, b, dst, at) {
       const src = bytesOf(values.subarray(a * width, b * width));
       if (encoding === BYTE_STREAM_SPLIT) byteStreamSplit(src, dst, at);
@@ -223,7 +223,7 @@ function floatList(name: string, values: Float32Array, width: number, encoding: 
 /** uint8 goes into Parquet as INT32 annotated UINT_8, as parquet-wasm stores it. */
 function uint8List(name: string, values: Uint8Array, width: number): Column {
   return {
-    name, physical: INT32, list: true, width, bytes: 4, encoding: PLAIN, uint8: true,
+    name, physical: INT32, width, bytes: 4, encoding: PLAIN, uint8: true,
     into: (a, b, dst, at) => dst.set(bytesOf(Int32Array.from(values.subarray(a * width, b * width))), at),
   };
 }
@@ -313,17 +313,6 @@ function zstd(src: Uint8Array): Uint8Array {
   const n = native.addon.zstdCompress(src, dst, ZSTD_LEVEL);
   if (n < 0) throw new Error('zstd: libzstd is not loaded');
   return dst.subarray(0, n);
-}
-
-let writable: boolean | undefined;
-
-/** Whether this thread can write zstd pages: the addon and libzstd load (tried once). */
-export function zstdWritable(): boolean {
-  if (writable === undefined) {
-    const native = loadAddon();
-    writable = native.ok && typeof native.addon.zstdCompress === 'function' && native.addon.zstdCompress(new Uint8Array(0), new Uint8Array(zstdBound(0)), ZSTD_LEVEL) > 0;
-  }
-  return writable;
 }
 
 const schemaEntries = new Map<string, string>();

@@ -22,15 +22,7 @@ export function isTempName(name: string): boolean {
  * fsync it, rename it into place, fsync the directory. A kill at any moment leaves at most a temp file.
  */
 export async function writeFileAtomic(finalPath: string, data: Uint8Array | string): Promise<void> {
-  const tmp = tempPathFor(finalPath);
-  try {
-    await writeSynced(tmp, data);
-    await fs.rename(tmp, finalPath);
-  } catch (err) {
-    await fs.rm(tmp, { force: true }).catch(() => {});
-    throw describeFsError(err, finalPath, 'write') ?? err;
-  }
-  await syncDir(path.dirname(finalPath));
+  await writeFilesAtomic([[finalPath, data]]);
 }
 
 /**
@@ -44,7 +36,9 @@ export async function writeFilesAtomic(files: readonly (readonly [finalPath: str
   const temps = files.map(([finalPath]) => tempPathFor(finalPath));
   let renamed = 0;
   try {
-    await Promise.all(files.map(([, data], i) => writeSynced(temps[i], data)));
+    // Settled, not Promise.all: a write still running when another fails would leave its temp file behind.
+    const failed = (await Promise.allSettled(files.map(([, data], i) => writeSynced(temps[i], data)))).find((r) => r.status === 'rejected');
+    if (failed) throw (failed as PromiseRejectedResult).reason;
     for (; renamed < files.length; renamed++) await fs.rename(temps[renamed], files[renamed][0]);
   } catch (err) {
     await Promise.all(temps.slice(renamed).map((t) => fs.rm(t, { force: true }).catch(() => {})));
