@@ -26,6 +26,7 @@ import { decodeShard } from '../src/shards/reader.js';
 import { encodeShard, shardMetadata } from '../src/shards/writer.js';
 import { closeDuck, duckQueryJs, sqlPath } from '../test/helpers/duckdb.js';
 import { parquetjs } from '../test/helpers/parquetjs-lite.js';
+import { withParquetWasm } from '../test/helpers/parquet-wasm.js';
 import { randomShardColumns } from '../test/helpers/shard-columns.js';
 import { makeTempDir, removeDir } from '../test/helpers/tmp.js';
 import { machine, ROOT, saveResult, table } from './common.js';
@@ -52,16 +53,6 @@ interface Shape {
 
 const META = { config_id: '0'.repeat(64), first_row: 0, shard_index: 0 };
 
-/** Run `fn` with every Parquet read and write left to parquet-wasm (KDCACHE_PARQUET_PAGES=0). */
-function viaParquetWasm<T>(on: boolean, fn: () => T): T {
-  if (on) process.env.KDCACHE_PARQUET_PAGES = '0';
-  try {
-    return fn();
-  } finally {
-    if (on) delete process.env.KDCACHE_PARQUET_PAGES;
-  }
-}
-
 /**
  * kdcache's encoder: its direct Parquet writer (src/shards/parquet-write.ts) or parquet-wasm; read by
  * its own page reader (src/shards/parquet-pages.ts) or by parquet-wasm.
@@ -69,8 +60,14 @@ function viaParquetWasm<T>(on: boolean, fn: () => T): T {
 function kdcacheLib(name: string, format: StorageFormat, compression: 'zstd' | 'snappy' | 'none', writer: 'direct' | 'parquet-wasm', reader: 'pages' | 'parquet-wasm'): Lib {
   return {
     name, ext: format, runs: 5, rows: (s) => s.rows,
-    write: (cols, file) => fs.writeFileSync(file, viaParquetWasm(writer === 'parquet-wasm', () => encodeShard(cols, { format, compression, logits_dtype: 'float32' }, META))),
-    read: (file) => viaParquetWasm(reader === 'parquet-wasm', () => decodeShard(fs.readFileSync(file), format, file) as Decoded),
+    write(cols, file) {
+      const encode = () => encodeShard(cols, { format, compression, logits_dtype: 'float32' }, META);
+      fs.writeFileSync(file, writer === 'parquet-wasm' ? withParquetWasm(encode) : encode());
+    },
+    read(file) {
+      const decode = () => decodeShard(fs.readFileSync(file), format, file) as Decoded;
+      return reader === 'parquet-wasm' ? withParquetWasm(decode) : decode();
+    },
   };
 }
 
