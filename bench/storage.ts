@@ -18,6 +18,7 @@ import { precomputeLogits } from '../src/precompute/run.js';
 import { readManifest } from '../src/shards/manifest.js';
 import { readShardFile } from '../src/shards/reader.js';
 import { rowLogSumExp } from '../src/sparse/topk.js';
+import { concatTyped } from '../src/util/dtype.js';
 import { halvesToFloats } from '../src/util/half.js';
 import { ROOT, machine, saveResult, table } from './common.js';
 
@@ -63,13 +64,7 @@ async function denseRows(cache: string): Promise<Float32Array> {
     const cols = await readShardFile(cache, rec, m.storage.format, {});
     parts.push(cols.logitsDtype === 'float16' ? halvesToFloats(cols.logits as Uint16Array) : Float32Array.from(cols.logits as Float32Array));
   }
-  const out = new Float32Array(parts.reduce((n, p) => n + p.length, 0));
-  let at = 0;
-  for (const p of parts) {
-    out.set(p, at);
-    at += p.length;
-  }
-  return out;
+  return concatTyped(parts);
 }
 
 /** KL(softmax(a/T) || softmax(b/T)) averaged over every `every`-th row. */

@@ -1,7 +1,7 @@
 import * as fs from 'node:fs/promises';
 import { type Table, type Vector, tableFromIPC, Type } from 'apache-arrow';
 import { readParquet } from 'parquet-wasm';
-import type { DType, TypedArray } from '../util/dtype.js';
+import { type DType, type TypedArray, concatTyped } from '../util/dtype.js';
 import { UserError, describeFsError } from '../util/errors.js';
 import { tableFromIpcBytes } from '../util/arrow-ipc.js';
 import { inMemoryDataset } from './memory.js';
@@ -98,18 +98,6 @@ export function flattenListColumn(vector: Vector, column: string, file: string):
     throw new UserError(`${file}: column '${column}' holds ${values.length} values for ${rows} rows of ${width}; the file is damaged`);
   }
   return { values, width, dtype };
-}
-
-function concatTyped(parts: TypedArray[]): TypedArray {
-  if (parts.length === 1) return parts[0];
-  const total = parts.reduce((n, p) => n + p.length, 0);
-  const out = new (parts[0].constructor as new (n: number) => TypedArray)(total);
-  let o = 0;
-  for (const p of parts) {
-    (out as Float32Array).set(p as Float32Array, o);
-    o += p.length;
-  }
-  return out;
 }
 
 function requireColumn(table: Table, column: string, file: string): Vector {

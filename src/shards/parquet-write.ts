@@ -13,7 +13,7 @@
  */
 import * as arrow from 'apache-arrow';
 import { loadAddon } from '../util/addon.js';
-import { allocTyped } from '../util/dtype.js';
+import { allocTyped, concatTyped } from '../util/dtype.js';
 import { TOOL_VERSION } from '../version.js';
 import { checkColumns, shardTable } from './arrow-table.js';
 import { COL_INPUT, COL_LABEL, COL_LOGITS, COL_ROW, type Compression, type ShardColumns } from './format.js';
@@ -144,7 +144,7 @@ export function writeDenseParquet(
   new DataView(tail.buffer).setUint32(0, footer.length, true);
   tail.set(MAGIC, 4);
   parts.push(footer, tail);
-  return concat(parts);
+  return concatTyped(parts);
 }
 
 const MAGIC = new TextEncoder().encode('PAR1');
@@ -289,16 +289,6 @@ function levels(n: number, width: number, repetition: boolean): Uint8Array {
 
 function gcd(a: number, b: number): number {
   return b === 0 ? a : gcd(b, a % b);
-}
-
-function concat(parts: Uint8Array[]): Uint8Array {
-  const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
-  let at = 0;
-  for (const p of parts) {
-    out.set(p, at);
-    at += p.length;
-  }
-  return out;
 }
 
 /** ZSTD_COMPRESSBOUND from zstd.h: the most one frame of `n` bytes can take. */

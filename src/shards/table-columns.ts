@@ -6,7 +6,7 @@
  */
 import * as arrow from 'apache-arrow';
 import { UserError } from '../util/errors.js';
-import { allocTyped, type DType, type TypedArray } from '../util/dtype.js';
+import { allocTyped, concatTyped, type DType, type TypedArray } from '../util/dtype.js';
 import { dtypeOfArrow } from './arrow-types.js';
 import {
   COL_INPUT, COL_LABEL, COL_LOGITS, COL_LOGSUMEXP, COL_POSITION, COL_ROW, COL_SAMPLE_COUNTS, COL_SAMPLE_INDICES, COL_SAMPLE_LOGITS,
@@ -191,16 +191,6 @@ function flattenList({ type, chunks }: Column, name: string, fail: Fail): { valu
     parts.push((child.values as TypedArray).subarray(start, end));
     firstRow += d.length;
   }
-  return { values: parts.length === 0 ? allocTyped(dtype, 0) : concat(parts, dtype), width: Math.max(width, 0), dtype };
+  return { values: parts.length === 0 ? allocTyped(dtype, 0) : concatTyped(parts), width: Math.max(width, 0), dtype };
 }
 
-function concat(parts: TypedArray[], dtype: DType): TypedArray {
-  if (parts.length === 1) return parts[0];
-  const out = allocTyped(dtype, parts.reduce((n, p) => n + p.length, 0));
-  let at = 0;
-  for (const p of parts) {
-    (out as { set(a: ArrayLike<number | bigint>, o: number): void }).set(p as ArrayLike<number | bigint>, at);
-    at += p.length;
-  }
-  return out;
-}

@@ -25,6 +25,18 @@ export function allocTyped(dtype: DType, length: number): TypedArray {
   }
 }
 
+/** The parts one after another, in one new array of their type; a single part is returned as it is. */
+export function concatTyped<T extends TypedArray>(parts: readonly T[]): T {
+  if (parts.length === 1) return parts[0];
+  const out = new (parts[0].constructor as new (n: number) => T)(parts.reduce((n, p) => n + p.length, 0));
+  let at = 0;
+  for (const p of parts) {
+    (out as unknown as { set(a: T, o: number): void }).set(p, at);
+    at += p.length;
+  }
+  return out;
+}
+
 /** View `bytes` (little-endian, aligned or not) as a typed array of `dtype`, copying only when unaligned. */
 export function viewTyped(dtype: DType, bytes: Uint8Array): TypedArray {
   const size = DTYPE_BYTES[dtype];
