@@ -1,5 +1,5 @@
 import { createHash, randomBytes } from 'node:crypto';
-import { createReadStream } from 'node:fs';
+import * as fsSync from 'node:fs';
 import * as fs from 'node:fs/promises';
 import * as path from 'node:path';
 import { describeFsError, UserError } from './errors.js';
@@ -26,25 +26,31 @@ export async function writeFileAtomic(finalPath: string, data: Uint8Array | stri
 }
 
 /**
- * writeFileAtomic for files that go together, in one directory: all are written and fsynced at once,
- * then renamed into place in the order given, then the directory is fsynced once. A kill before the
+ * writeFileAtomic for files that go together, in one directory: all are written and fsynced, then
+ * renamed into place in the order given, then the directory is fsynced once. A kill before the
  * last rename can leave the earlier files in place without the later ones, never a later one alone
  * as far as the file system keeps renames in order (ext4 and xfs journal them in order); readers
  * check a sidecar against the size of its shard either way.
+ *
+ * The system calls are made synchronously. Callers are a writer thread or a step that waits for the
+ * write anyway, and each asynchronous call is a round trip through libuv's thread pool and back
+ * through the event loop: next to a teacher that keeps every core busy, each of those wake-ups
+ * waits for a time slice. Measured on a 2-core VM, the last shard's write (which nothing overlaps)
+ * took 13-16 ms that way and 9-11 ms this way (medians of 9 runs).
  */
 export async function writeFilesAtomic(files: readonly (readonly [finalPath: string, data: Uint8Array | string])[]): Promise<void> {
   const temps = files.map(([finalPath]) => tempPathFor(finalPath));
   let renamed = 0;
+  let written = 0;
   try {
-    // Settled, not Promise.all: a write still running when another fails would leave its temp file behind.
-    const failed = (await Promise.allSettled(files.map(([, data], i) => writeSynced(temps[i], data)))).find((r) => r.status === 'rejected');
-    if (failed) throw (failed as PromiseRejectedResult).reason;
-    for (; renamed < files.length; renamed++) await fs.rename(temps[renamed], files[renamed][0]);
+    for (; written < files.length; written++) writeSynced(temps[written], files[written][1]);
+    for (; renamed < files.length; renamed++) fsSync.renameSync(temps[renamed], files[renamed][0]);
   } catch (err) {
-    await Promise.all(temps.slice(renamed).map((t) => fs.rm(t, { force: true }).catch(() => {})));
+    // The temp file being written when the error came exists too (it was opened, then failed).
+    for (const t of temps.slice(renamed, written + 1)) fsSync.rmSync(t, { force: true });
     throw describeFsError(err, files[Math.min(renamed, files.length - 1)][0], 'write') ?? err;
   }
-  for (const dir of new Set(files.map(([finalPath]) => path.dirname(finalPath)))) await syncDir(dir);
+  for (const dir of new Set(files.map(([finalPath]) => path.dirname(finalPath)))) syncDirNow(dir);
 }
 
 /**
@@ -54,9 +60,9 @@ export async function writeFilesAtomic(files: readonly (readonly [finalPath: str
 export async function createFileExclusive(finalPath: string, data: Uint8Array | string): Promise<boolean> {
   const tmp = tempPathFor(finalPath);
   try {
-    await writeSynced(tmp, data);
+    writeSynced(tmp, data);
     try {
-      await fs.link(tmp, finalPath);
+      fsSync.linkSync(tmp, finalPath);
       return true;
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code === 'EEXIST') return false;
@@ -65,25 +71,25 @@ export async function createFileExclusive(finalPath: string, data: Uint8Array | 
   } catch (err) {
     throw describeFsError(err, finalPath, 'write') ?? err;
   } finally {
-    await fs.rm(tmp, { force: true }).catch(() => {});
-    await syncDir(path.dirname(finalPath));
+    fsSync.rmSync(tmp, { force: true });
+    syncDirNow(path.dirname(finalPath));
   }
 }
 
-async function writeSynced(file: string, data: Uint8Array | string): Promise<void> {
-  const fh = await fs.open(file, 'w');
+function writeSynced(file: string, data: Uint8Array | string): void {
+  const fd = fsSync.openSync(file, 'w');
   try {
     const stall = stallFor(file);
     if (stall > 0) {
       // Half the bytes, then a pause: a kill now leaves the worst case, a half-written temp file.
       const bytes = typeof data === 'string' ? Buffer.from(data) : data;
-      await fh.write(bytes.subarray(0, bytes.length >> 1));
-      await new Promise((r) => setTimeout(r, stall));
-      await fh.write(bytes.subarray(bytes.length >> 1));
-    } else await fh.writeFile(data);
-    await fh.sync();
+      fsSync.writeSync(fd, bytes.subarray(0, bytes.length >> 1));
+      Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, stall);
+      fsSync.writeFileSync(fd, bytes.subarray(bytes.length >> 1));
+    } else fsSync.writeFileSync(fd, data);
+    fsSync.fsyncSync(fd);
   } finally {
-    await fh.close();
+    fsSync.closeSync(fd);
   }
 }
 
@@ -123,9 +129,13 @@ export async function makeDirs(dir: string): Promise<void> {
 }
 
 export async function syncDir(dir: string): Promise<void> {
+  syncDirNow(dir);
+}
+
+function syncDirNow(dir: string): void {
   try {
-    const fh = await fs.open(dir, 'r');
-    try { await fh.sync(); } finally { await fh.close(); }
+    const fd = fsSync.openSync(dir, 'r');
+    try { fsSync.fsyncSync(fd); } finally { fsSync.closeSync(fd); }
   } catch {
     // Some file systems refuse fsync on directories; the rename is still atomic there.
   }
@@ -139,7 +149,7 @@ export async function sha256File(file: string): Promise<{ sha256: string; bytes:
   const hash = createHash('sha256');
   let bytes = 0;
   try {
-    for await (const chunk of createReadStream(file, { highWaterMark: 1 << 20 })) {
+    for await (const chunk of fsSync.createReadStream(file, { highWaterMark: 1 << 20 })) {
       hash.update(chunk as Buffer);
       bytes += (chunk as Buffer).length;
     }
