@@ -47,7 +47,7 @@ export async function writeFilesAtomic(files: readonly (readonly [finalPath: str
     for (; renamed < files.length; renamed++) fsSync.renameSync(temps[renamed], files[renamed][0]);
   } catch (err) {
     // The temp file being written when the error came exists too (it was opened, then failed).
-    for (const t of temps.slice(renamed, written + 1)) fsSync.rmSync(t, { force: true });
+    for (const t of temps.slice(renamed, written + 1)) removeQuietly(t);
     throw describeFsError(err, files[Math.min(renamed, files.length - 1)][0], 'write') ?? err;
   }
   for (const dir of new Set(files.map(([finalPath]) => path.dirname(finalPath)))) syncDirNow(dir);
@@ -71,8 +71,17 @@ export async function createFileExclusive(finalPath: string, data: Uint8Array | 
   } catch (err) {
     throw describeFsError(err, finalPath, 'write') ?? err;
   } finally {
-    fsSync.rmSync(tmp, { force: true });
+    removeQuietly(tmp);
     syncDirNow(path.dirname(finalPath));
+  }
+}
+
+/** Clean-up after a failure or a link: the error being reported, or the link made, is what matters. */
+function removeQuietly(file: string): void {
+  try {
+    fsSync.rmSync(file, { force: true });
+  } catch {
+    // left for removeStaleTemps on the next run
   }
 }
 
