@@ -87,7 +87,7 @@ export async function writeCheckpoint(outDir: string, model: tf.LayersModel, opt
     const final = path.join(root, name);
     await fs.rm(final, { recursive: true, force: true });
     await fs.rename(tmp, final);
-    await syncDir(root);
+    syncDir(root);
     await writeFileAtomic(path.join(root, LATEST), `${JSON.stringify({ epoch: state.epoch, dir: name } satisfies Latest)}\n`);
   } catch (err) {
     await fs.rm(tmp, { recursive: true, force: true }).catch(() => {});

@@ -50,7 +50,7 @@ export async function writeFilesAtomic(files: readonly (readonly [finalPath: str
     for (const t of temps.slice(renamed, written + 1)) removeQuietly(t);
     throw describeFsError(err, files[Math.min(renamed, files.length - 1)][0], 'write') ?? err;
   }
-  for (const dir of new Set(files.map(([finalPath]) => path.dirname(finalPath)))) syncDirNow(dir);
+  for (const dir of new Set(files.map(([finalPath]) => path.dirname(finalPath)))) syncDir(dir);
 }
 
 /**
@@ -72,7 +72,7 @@ export async function createFileExclusive(finalPath: string, data: Uint8Array | 
     throw describeFsError(err, finalPath, 'write') ?? err;
   } finally {
     removeQuietly(tmp);
-    syncDirNow(path.dirname(finalPath));
+    syncDir(path.dirname(finalPath));
   }
 }
 
@@ -137,11 +137,7 @@ export async function makeDirs(dir: string): Promise<void> {
   }
 }
 
-export async function syncDir(dir: string): Promise<void> {
-  syncDirNow(dir);
-}
-
-function syncDirNow(dir: string): void {
+export function syncDir(dir: string): void {
   try {
     const fd = fsSync.openSync(dir, 'r');
     try { fsSync.fsyncSync(fd); } finally { fsSync.closeSync(fd); }
