@@ -347,6 +347,18 @@ describe('train-student CLI', () => {
     assertOneLineError(runCli('train-student', ['--logits', cacheA, '--student', 'mlp:8', '--out', path.join(dir, 'c3'), '--optimiser', 'sgd']), /Unknown argument: optimiser/);
   });
 
+  test('pure wasm on two threads (the threaded tfjs build) trains bit-identically to one thread, and the process exits', () => {
+    const weights: Buffer[] = [];
+    for (const threads of ['2', '1']) {
+      const out = path.join(dir, `wasm-threads-${threads}`);
+      const r = runCli('train-student', ['--logits', cacheA, '--data', dataFile, '--student', 'mlp:64,32', '--out', out, '--epochs', '2', '--batch-size', '128', '--backend', 'wasm'], { KDCACHE_THREADS: threads });
+      assert.equal(r.code, 0, r.stderr);
+      assert.match(r.stderr, new RegExp(`^backend: wasm \\(pure wasm, ${threads} threads?\\)$`, 'm'));
+      weights.push(fs.readFileSync(path.join(out, 'weights.bin')));
+    }
+    assert.ok(weights[0].equals(weights[1]), 'weights differ between 2 threads and 1');
+  });
+
   test('a full run from the command line', () => {
     const out = path.join(dir, 'cli');
     const r = runCli('train-student', ['--logits', cacheA, '--data', dataFile, '--student', 'mlp:16', '--out', out, '--epochs', '1', '--val-fraction', '1/5', '--backend', 'wasm']);

@@ -6,11 +6,13 @@
  * is only ever loaded optionally; `native` needs `npm run build` to have found a C++ compiler and
  * OpenBLAS to be installed; `wasm` and `cpu` always work.
  */
+import * as os from 'node:os';
 import * as tf from '@tensorflow/tfjs';
 import { UserError } from '../util/errors.js';
 import { registerAdamKernel } from './kernels/adam.js';
 import { loadNative } from './kernels/native.js';
 import { configureWasmKernels } from './wasm-kernels.js';
+import { chooseWasmBuild, fallBackToShippedBuild } from './wasm-threads.js';
 
 export type BackendChoice = 'auto' | 'tensorflow' | 'native' | 'wasm' | 'cpu';
 export const BACKEND_CHOICES: readonly BackendChoice[] = ['auto', 'tensorflow', 'native', 'wasm', 'cpu'];
@@ -33,6 +35,7 @@ export interface BackendOptions {
 
 const NATIVE_PACKAGES = ['@tensorflow/tfjs-node-gpu', '@tensorflow/tfjs-node'];
 const WASM = '@tensorflow/tfjs-backend-wasm';
+const CORES = os.availableParallelism?.() ?? os.cpus().length;
 
 export async function initBackend(choice: BackendChoice, opts: BackendOptions = {}): Promise<BackendInfo> {
   registerAdamKernel('cpu');
@@ -48,10 +51,21 @@ export async function initBackend(choice: BackendChoice, opts: BackendOptions = 
   }
   let nativeNote = '';
   if (choice === 'native' || choice === 'auto' || choice === 'wasm') {
-    const wasmOk = await tryImport(WASM) && await trySetBackend('wasm');
+    const native = choice === 'wasm' ? null : loadNative();
+    let wasmThreads = 1;
+    let wasmOk = await tryImport(WASM);
+    if (wasmOk) {
+      // The native kernels bring their own threads: they run on the single-threaded build. The
+      // build is chosen by the first backend set up in the process (see chooseWasmBuild).
+      wasmThreads = chooseWasmBuild(native?.ok ? 1 : Number(process.env.KDCACHE_THREADS) || CORES);
+      wasmOk = await trySetBackend('wasm');
+      if (!wasmOk && wasmThreads > 1) {
+        wasmThreads = fallBackToShippedBuild();
+        wasmOk = await trySetBackend('wasm');
+      }
+    }
     if (!wasmOk && choice !== 'auto') throw new UserError(`--backend ${choice}: ${WASM} failed to load; reinstall dependencies (npm ci) or use --backend cpu`);
-    if (wasmOk && choice !== 'wasm') {
-      const native = loadNative();
+    if (wasmOk && native) {
       if (native.ok) {
         configureWasmKernels('native', native.info.addon);
         const { blas, config, threads } = native.info;
@@ -67,7 +81,7 @@ export async function initBackend(choice: BackendChoice, opts: BackendOptions = 
       // KDCACHE_WASM_STOCK_MATMUL=1 keeps wasm's own (slow when transposed) matmul, for benchmarks.
       const stock = process.env.KDCACHE_WASM_STOCK_MATMUL === '1';
       configureWasmKernels(stock ? 'stock' : 'wasm');
-      return { name: 'wasm', tfBackend: 'wasm', source: WASM, message: `backend: wasm (pure wasm${stock ? ', shipped matmul' : ''}${nativeNote})` };
+      return { name: 'wasm', tfBackend: 'wasm', source: WASM, message: `backend: wasm (pure wasm, ${wasmThreads === 1 ? '1 thread' : `${wasmThreads} threads`}${stock ? ', shipped matmul' : ''}${nativeNote})` };
     }
   }
   await tf.setBackend('cpu');
@@ -91,7 +105,9 @@ export interface BackendStatus {
  */
 export async function listBackends(): Promise<BackendStatus[]> {
   const out: BackendStatus[] = [];
-  for (const name of ['tensorflow', 'native', 'wasm', 'cpu'] as const) {
+  // A process keeps the wasm build of its first wasm backend (chooseWasmBuild): wasm is probed
+  // before native so that its line shows the build a `--backend wasm` run gets.
+  for (const name of ['tensorflow', 'wasm', 'native', 'cpu'] as const) {
     try {
       const info = await initBackend(name);
       out.push({ name, available: info.name === name, detail: info.message.replace(/^backend: /, '') });
@@ -99,7 +115,8 @@ export async function listBackends(): Promise<BackendStatus[]> {
       out.push({ name, available: false, detail: (err instanceof Error ? err.message : String(err)).replace(/^--backend \w+: /, '') });
     }
   }
-  return out;
+  const order = ['tensorflow', 'native', 'wasm', 'cpu'];
+  return out.sort((a, b) => order.indexOf(a.name) - order.indexOf(b.name));
 }
 
 async function tryImport(specifier: string): Promise<boolean> {
