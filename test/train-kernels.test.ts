@@ -291,6 +291,26 @@ for (const set of sets) {
       ints.dispose();
     });
 
+    test('Transpose: last two axes swapped in tiles (sizes off the tile edge, batched), other perms and int32 as shipped', async () => {
+      const [cpu, wasm] = await onBoth(set, () => {
+        const outs: tf.Tensor[] = [];
+        for (const shape of [[1, 1], [3, 5], [64, 64], [65, 130], [256, 784], [3, 70, 9], [2, 2, 67, 3]]) {
+          const x = tf.tensor(values(shape, shape.length + shape[shape.length - 1]), shape);
+          const n = shape.length;
+          outs.push(tf.transpose(x, [...Array(n - 2).keys(), n - 1, n - 2]));
+        }
+        const x3 = tf.tensor(values([4, 5, 6], 3), [4, 5, 6]);
+        outs.push(tf.transpose(x3, [2, 0, 1]), tf.transpose(x3, [1, 0, 2]), tf.transpose(x3));
+        return outs;
+      });
+      assert.deepEqual(wasm, cpu);
+      await tf.setBackend('wasm');
+      const ints = tf.transpose(tf.tensor2d([[1, 2, 3], [4, 5, 6]], [2, 3], 'int32'));
+      assert.equal(ints.dtype, 'int32');
+      assert.deepEqual(Array.from(ints.dataSync()), [1, 4, 2, 5, 3, 6]);
+      ints.dispose();
+    });
+
     test('Identity and Cast share memory safely: values survive disposing either side', async () => {
       await tf.setBackend('wasm');
       const a = tf.tensor1d([1, 2, 3]);

@@ -36,6 +36,7 @@ import { type NativeAddon, nativeAdam, nativeKernels } from './kernels/native.js
 import { type PoolAttrs, maxPoolBackprop, poolDims } from './kernels/pool.js';
 import { columnSums, leadingSplit } from './kernels/reduce.js';
 import { RELU_GRAD_KERNEL, installReluGradient } from './kernels/relu-grad.js';
+import { lastTwoSwap, transposeLastTwo } from './kernels/transpose.js';
 import { type KernelArgs, type KernelFn, type TensorInfo, heapF32, offsetOf } from './kernels/wasm-heap.js';
 
 export type WasmKernelSet = 'stock' | 'wasm' | 'native';
@@ -70,8 +71,10 @@ export function configureWasmKernels(set: WasmKernelSet, native?: NativeAddon): 
   pure.DepthwiseConv2dNativeBackpropInput = shipped.DepthwiseConv2dNativeBackpropInput ?? depthwiseInputKernel;
   pure.DepthwiseConv2dNativeBackpropFilter = shipped.DepthwiseConv2dNativeBackpropFilter ?? depthwiseFilterKernel;
   if (set !== 'stock') {
-    pure.BatchMatMul = (args) => withExplicitTranspose(args, batchMatMul, transpose);
-    pure._FusedMatMul = (args) => withExplicitTranspose(args, fusedMatMul, transpose);
+    const swap = swapLastTwo(transpose);
+    pure.Transpose = swap;
+    pure.BatchMatMul = (args) => withExplicitTranspose(args, batchMatMul, swap);
+    pure._FusedMatMul = (args) => withExplicitTranspose(args, fusedMatMul, swap);
     pure.Identity = shareIdentity(shipped.Identity!);
     pure.Cast = shareCast(shipped.Cast!);
     pure.MaxPoolGrad = maxPoolGradKernel;
@@ -240,6 +243,16 @@ function shareCast(original: KernelFn): KernelFn {
   const identity = shareIdentity(original);
   return (args) => (args.inputs.x!.dtype === args.attrs.dtype ? identity(args) : original(args));
 }
+
+const swapLastTwo = (original: KernelFn): KernelFn => (args) => {
+  const view = lastTwoSwap(args);
+  if (!view) return original(args);
+  const x = args.inputs.x!;
+  const out = args.backend.makeOutput((args.attrs.perm as number[]).map((p) => x.shape[p]), 'float32');
+  const heap = heapF32(args.backend);
+  transposeLastTwo(heap, offsetOf(args.backend, x), heap, offsetOf(args.backend, out), view.batch, view.rows, view.cols);
+  return out;
+};
 
 const leadingAxesSum = (original: KernelFn): KernelFn => (args) => {
   const split = leadingSplit(args);
