@@ -162,15 +162,24 @@ function conv2DBackpropFilter(args: KernelArgs, batchMatMul: KernelFn): TensorIn
     for (let kh = 0; kh < fh; kh++) {
       for (let kw = 0; kw < fw; kw++) {
         const rowBase = (kh * fw + kw) * ci * m;
+        // The output position (b, y, xo) of column `col`, advanced with the column: no divisions
+        // in the loop (they were most of the cost for one input channel).
+        let b = 0;
+        let y = 0;
+        let xo = 0;
         for (let t0 = 0; t0 < m; t0 += TILE) {
           const t1 = Math.min(m, t0 + TILE);
           for (let col = t0; col < t1; col++) {
-            const xo = col % ow;
-            const y = ((col - xo) / ow) % oh;
-            const b = (col - xo - y * ow) / (ow * oh);
             const iy = y * sh + kh - top;
             const ix = xo * sw + kw - left;
             src[col - t0] = iy >= 0 && iy < ih && ix >= 0 && ix < iw ? ((b * ih + iy) * iw + ix) * ci : -1;
+            if (++xo === ow) {
+              xo = 0;
+              if (++y === oh) {
+                y = 0;
+                b++;
+              }
+            }
           }
           for (let c = 0; c < ci; c++) {
             const row = rowBase + c * m;
