@@ -16,6 +16,9 @@
  * On a busy machine, --threads 1 also gives examples per CPU-second, which other processes hardly
  * change: a per-core comparison that stays fair under load.
  *
+ * Each rep also runs PyTorch as installed (default threads, glibc's default malloc), reported
+ * beside the reference: not the target's reference, but what an untuned PyTorch run gets here.
+ *
  * Runs alternate (PyTorch, kdcache fastest, kdcache pure wasm, then the next rep in rotated order),
  * each in a fresh process; ratios are per rep, reported as medians. Targets: MLP >= 1.5x with the
  * fastest backend and >= 0.7x with pure wasm; CNN >= 0.8x with the fastest.
@@ -43,20 +46,25 @@ interface TorchResult { framework: string; examples_per_second: number; examples
  */
 const TORCH_MALLOC = { MALLOC_MMAP_THRESHOLD_: String(1 << 30), MALLOC_TRIM_THRESHOLD_: String(1 << 30) };
 
-function torchOnce(model: ModelName, torchThreads: number): TorchResult {
+function torchOnce(model: ModelName, torchThreads: number, env: Record<string, string> = TORCH_MALLOC): TorchResult {
   const m = MODELS[model];
-  const r = spawnSync(PYTHON, [path.join(ROOT, 'tools/train_speed_torch.py'), '--model', model, '--batch', String(m.batch), '--seconds', String(seconds), '--warmup', String(m.warmup), '--threads', String(torchThreads)], { encoding: 'utf8', env: { ...process.env, ...TORCH_MALLOC } });
+  const r = spawnSync(PYTHON, [path.join(ROOT, 'tools/train_speed_torch.py'), '--model', model, '--batch', String(m.batch), '--seconds', String(seconds), '--warmup', String(m.warmup), '--threads', String(torchThreads)], { encoding: 'utf8', env: { ...process.env, ...env } });
   const line = r.stdout.trim().split('\n').pop() ?? '';
   if (r.status !== 0 || !line.startsWith('{')) throw new Error(`PyTorch reference failed (${PYTHON}; needs python3-torch): ${r.stderr.split('\n').filter(Boolean).pop()}`);
   return JSON.parse(line) as TorchResult;
 }
 
-/** PyTorch with its default threads and with `threads`: the faster run is the reference. */
-function torch(model: ModelName): TorchResult & { other: TorchResult | null } {
+/**
+ * PyTorch with its default threads and with `threads`: the faster run is the reference. Also, for
+ * the record, PyTorch as installed (default threads, glibc's default malloc): what a user who
+ * does not tune it gets.
+ */
+function torch(model: ModelName): TorchResult & { other: TorchResult | null; installed: TorchResult } {
   const byDefault = torchOnce(model, 0);
   const forced = byDefault.threads === threads ? null : torchOnce(model, threads);
+  const installed = torchOnce(model, 0, {});
   const [best, other] = forced && forced.examples_per_second > byDefault.examples_per_second ? [forced, byDefault] : [byDefault, forced];
-  return { ...best, other };
+  return { ...best, other, installed };
 }
 
 function kdcache(backend: 'auto' | 'wasm', model: ModelName, profile: boolean): SpeedResult {
@@ -66,9 +74,9 @@ function kdcache(backend: 'auto' | 'wasm', model: ModelName, profile: boolean): 
 }
 
 const results: Record<string, unknown> = {};
-const summary: (string | number)[][] = [['student', 'PyTorch ex/s', 'kdcache fastest ex/s', 'ratio', 'target', 'kdcache pure wasm ex/s', 'ratio', 'target', 'per CPU-s: fastest, wasm', 'load/core']];
+const summary: (string | number)[][] = [['student', 'PyTorch ex/s', 'kdcache fastest ex/s', 'ratio', 'target', 'kdcache pure wasm ex/s', 'ratio', 'target', 'per CPU-s: fastest, wasm', 'load/core', 'PyTorch as installed', 'pure wasm vs it']];
 for (const model of models) {
-  const runs: { rep: number; load_before: number; torch: TorchResult & { other: TorchResult | null }; fastest: SpeedResult; wasm: SpeedResult; ratio_fastest: number; ratio_wasm: number; cpu_ratio_fastest: number; cpu_ratio_wasm: number }[] = [];
+  const runs: { rep: number; load_before: number; torch: ReturnType<typeof torch>; fastest: SpeedResult; wasm: SpeedResult; ratio_fastest: number; ratio_wasm: number; cpu_ratio_fastest: number; cpu_ratio_wasm: number; ratio_wasm_vs_installed: number }[] = [];
   for (let rep = 0; rep < reps; rep++) {
     const load = loadPerCore();
     const order = [0, 1, 2].map((i) => (i + rep) % 3);
@@ -82,9 +90,10 @@ for (const model of models) {
       rep, load_before: load, torch: got.torch!, fastest: got.fastest!, wasm: got.wasm!,
       ratio_fastest: got.fastest!.examples_per_second / got.torch!.examples_per_second, ratio_wasm: got.wasm!.examples_per_second / got.torch!.examples_per_second,
       cpu_ratio_fastest: got.fastest!.examples_per_cpu_second / got.torch!.examples_per_cpu_second, cpu_ratio_wasm: got.wasm!.examples_per_cpu_second / got.torch!.examples_per_cpu_second,
+      ratio_wasm_vs_installed: got.wasm!.examples_per_second / got.torch!.installed.examples_per_second,
     };
     runs.push(run);
-    process.stderr.write(`${model} rep ${rep + 1}/${reps} (load/core ${load}): PyTorch ${Math.round(run.torch.examples_per_second)} (${run.torch.threads} thread(s); other ${run.torch.other ? Math.round(run.torch.other.examples_per_second) : '-'}), kdcache ${run.fastest.backend} ${run.fastest.examples_per_second} (${run.ratio_fastest.toFixed(2)}x), wasm ${run.wasm.examples_per_second} (${run.ratio_wasm.toFixed(2)}x)\n`);
+    process.stderr.write(`${model} rep ${rep + 1}/${reps} (load/core ${load}): PyTorch ${Math.round(run.torch.examples_per_second)} (${run.torch.threads} thread(s); other ${run.torch.other ? Math.round(run.torch.other.examples_per_second) : '-'}; as installed ${Math.round(run.torch.installed.examples_per_second)}), kdcache ${run.fastest.backend} ${run.fastest.examples_per_second} (${run.ratio_fastest.toFixed(2)}x), wasm ${run.wasm.examples_per_second} (${run.ratio_wasm.toFixed(2)}x)\n`);
   }
   // Where the time goes, for the report: one profiled step loop per kdcache backend.
   const profiles = { fastest: kdcache('auto', model, true).profile, wasm: kdcache('wasm', model, true).profile };
@@ -97,11 +106,13 @@ for (const model of models) {
     cpu_ratio_fastest: Math.round(median(runs.map((r) => r.cpu_ratio_fastest)) * 100) / 100,
     cpu_ratio_wasm: Math.round(median(runs.map((r) => r.cpu_ratio_wasm)) * 100) / 100,
     load_per_core: median(runs.map((r) => r.load_before)),
+    torch_installed: Math.round(median(runs.map((r) => r.torch.installed.examples_per_second))),
+    ratio_wasm_vs_installed: Math.round(median(runs.map((r) => r.ratio_wasm_vs_installed)) * 100) / 100,
   };
   results[model] = { student: MODELS[model].describe, fastest_backend: runs[0].fastest.message, fastest_step: runs[0].fastest.step, pytorch: { framework: runs[0].torch.framework, threads_of_best: runs.map((r) => r.torch.threads), blas: runs[0].torch.blas, env: TORCH_MALLOC }, targets: TARGETS[model], median: med, runs, profiles };
   const t = TARGETS[model];
   summary.push([model, med.torch, med.fastest, `${med.ratio_fastest}x`, `>= ${t.fastest}x`, med.wasm, `${med.ratio_wasm}x`, t.wasm === null ? '-' : `>= ${t.wasm}x`,
-    threads === 1 ? `${med.cpu_ratio_fastest}x, ${med.cpu_ratio_wasm}x` : '-', med.load_per_core]);
+    threads === 1 ? `${med.cpu_ratio_fastest}x, ${med.cpu_ratio_wasm}x` : '-', med.load_per_core, med.torch_installed, `${med.ratio_wasm_vs_installed}x`]);
 }
 
 process.stdout.write(`\nkdcache vs PyTorch, same machine (${os.cpus().length} cores, ${os.cpus()[0]?.model}), ${threads} thread(s) each, ${seconds} s per run, ${reps} alternating reps, medians\n`);
