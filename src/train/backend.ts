@@ -12,7 +12,7 @@ import { UserError } from '../util/errors.js';
 import { registerAdamKernel } from './kernels/adam.js';
 import { loadNative } from './kernels/native.js';
 import { configureWasmKernels } from './wasm-kernels.js';
-import { chooseWasmBuild, fallBackToShippedBuild } from './wasm-threads.js';
+import { chooseWasmBuild, fallBackToShippedBuild, wasmThreadCount } from './wasm-threads.js';
 
 export type BackendChoice = 'auto' | 'tensorflow' | 'native' | 'wasm' | 'cpu';
 export const BACKEND_CHOICES: readonly BackendChoice[] = ['auto', 'tensorflow', 'native', 'wasm', 'cpu'];
@@ -60,9 +60,10 @@ export async function initBackend(choice: BackendChoice, opts: BackendOptions = 
       wasmThreads = chooseWasmBuild(native?.ok ? 1 : Number(process.env.KDCACHE_THREADS) || CORES);
       wasmOk = await trySetBackend('wasm');
       if (!wasmOk && wasmThreads > 1) {
-        wasmThreads = fallBackToShippedBuild();
+        fallBackToShippedBuild();
         wasmOk = await trySetBackend('wasm');
       }
+      wasmThreads = wasmThreadCount();
     }
     if (!wasmOk && choice !== 'auto') throw new UserError(`--backend ${choice}: ${WASM} failed to load; reinstall dependencies (npm ci) or use --backend cpu`);
     if (wasmOk && native) {

@@ -18,6 +18,8 @@ const require = createRequire(import.meta.url);
 const BUILD = 'tfjs-backend-wasm-threaded-simd';
 const WORKER = path.join(path.dirname(fileURLToPath(import.meta.url)), 'wasm-pthread-worker.cjs');
 const WASM_PRIORITY = 2;
+/** tfjs-backend-wasm caps XNNPACK's pool at 8 threads (its build starts 8 workers). */
+const MAX_THREADS = 8;
 
 interface EmscriptenModule {
   cwrap(name: string, returns: string | null, args: string[]): (...args: number[]) => number;
@@ -58,28 +60,34 @@ export function chooseWasmBuild(threads: number): number {
   if (chosen) return chosen.threads;
   const shipped = tf.findBackendFactory('wasm');
   if (!shipped) return 1;
-  chosen = { threads: threads > 1 && wasmThreadsSupported() ? threads : 1, shipped };
+  chosen = { threads: threads > 1 && wasmThreadsSupported() ? Math.min(threads, MAX_THREADS) : 1, shipped };
   if (chosen.threads > 1) {
     const pkg = require('@tensorflow/tfjs-backend-wasm') as WasmPackage;
+    const count = chosen.threads;
     tf.removeBackend('wasm');
-    tf.registerBackend('wasm', () => startThreaded(pkg, threads), WASM_PRIORITY);
+    tf.registerBackend('wasm', () => startThreaded(pkg, count), WASM_PRIORITY);
   }
   return chosen.threads;
 }
 
-/** The shipped build after the threaded one failed to start. Returns the thread count (1). */
-export function fallBackToShippedBuild(): number {
-  if (chosen && chosen.threads > 1) {
-    tf.removeBackend('wasm');
-    tf.registerBackend('wasm', chosen.shipped, WASM_PRIORITY);
-    chosen.threads = 1;
-  }
-  return 1;
+/** The thread count of this process's wasm build (1 until a threaded build has been chosen). */
+export function wasmThreadCount(): number {
+  return chosen?.threads ?? 1;
+}
+
+/** The shipped build after the threaded one failed to start. */
+export function fallBackToShippedBuild(): void {
+  if (!chosen || chosen.threads === 1) return;
+  tf.removeBackend('wasm');
+  tf.registerBackend('wasm', chosen.shipped, WASM_PRIORITY);
+  chosen.threads = 1;
 }
 
 async function startThreaded(pkg: WasmPackage, threads: number): Promise<tf.KernelBackend> {
   const module = await loadThreaded(threads);
   const backend = new pkg.BackendWasm(module); // starts XNNPACK's pool
+  // What XNNPACK actually started, for the report.
+  if (chosen) chosen.threads = module.tfjs!.getThreadsCount();
   // A running pthread's worker holds the event loop open; the pool idles between kernels and
   // must not keep the process alive after the work is done.
   for (const worker of module.PThread?.runningWorkers ?? []) worker.unref();
