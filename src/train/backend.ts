@@ -52,18 +52,16 @@ export async function initBackend(choice: BackendChoice, opts: BackendOptions = 
   let nativeNote = '';
   if (choice === 'native' || choice === 'auto' || choice === 'wasm') {
     const native = choice === 'wasm' ? null : loadNative();
-    let wasmThreads = 1;
     let wasmOk = await tryImport(WASM);
     if (wasmOk) {
       // The native kernels bring their own threads: they run on the single-threaded build. The
       // build is chosen by the first backend set up in the process (see chooseWasmBuild).
-      wasmThreads = chooseWasmBuild(native?.ok ? 1 : Number(process.env.KDCACHE_THREADS) || CORES);
+      chooseWasmBuild(native?.ok ? 1 : Number(process.env.KDCACHE_THREADS) || CORES);
       wasmOk = await trySetBackend('wasm');
-      if (!wasmOk && wasmThreads > 1) {
+      if (!wasmOk && wasmThreadCount() > 1) {
         fallBackToShippedBuild();
         wasmOk = await trySetBackend('wasm');
       }
-      wasmThreads = wasmThreadCount();
     }
     if (!wasmOk && choice !== 'auto') throw new UserError(`--backend ${choice}: ${WASM} failed to load; reinstall dependencies (npm ci) or use --backend cpu`);
     if (wasmOk && native) {
@@ -82,6 +80,7 @@ export async function initBackend(choice: BackendChoice, opts: BackendOptions = 
       // KDCACHE_WASM_STOCK_MATMUL=1 keeps wasm's own (slow when transposed) matmul, for benchmarks.
       const stock = process.env.KDCACHE_WASM_STOCK_MATMUL === '1';
       configureWasmKernels(stock ? 'stock' : 'wasm');
+      const wasmThreads = wasmThreadCount();
       return { name: 'wasm', tfBackend: 'wasm', source: WASM, message: `backend: wasm (pure wasm, ${wasmThreads === 1 ? '1 thread' : `${wasmThreads} threads`}${stock ? ', shipped matmul' : ''}${nativeNote})` };
     }
   }

@@ -38,7 +38,7 @@ interface WebAssemblyApi {
 const wasmApi = (globalThis as unknown as { WebAssembly: WebAssemblyApi }).WebAssembly;
 
 /** Whether this Node can run wasm threads at all (shared memory and atomics). */
-export function wasmThreadsSupported(): boolean {
+function wasmThreadsSupported(): boolean {
   try {
     return new wasmApi.Memory({ initial: 1, maximum: 1, shared: true }).buffer instanceof SharedArrayBuffer;
   } catch {
@@ -51,15 +51,15 @@ let chosen: { threads: number; shipped: BackendFactory } | null = null;
 
 /**
  * Choose, once per process, which build tfjs's 'wasm' backend is: the threaded one with `threads`
- * threads, or with `threads` 1 the shipped single-threaded one; the caller then sets the backend.
- * Returns the thread count in effect. The first choice stands for the process: a second instance
- * of tfjs-backend-wasm in one process aborts, and the two builds side by side gave wrong results
- * (both measured).
+ * threads, or with `threads` 1 the shipped single-threaded one; the caller then sets the backend
+ * (wasmThreadCount says what it runs on). The first choice stands for the process: a second
+ * instance of tfjs-backend-wasm in one process aborts, and the two builds side by side gave wrong
+ * results (both measured).
  */
-export function chooseWasmBuild(threads: number): number {
-  if (chosen) return chosen.threads;
+export function chooseWasmBuild(threads: number): void {
+  if (chosen) return;
   const shipped = tf.findBackendFactory('wasm');
-  if (!shipped) return 1;
+  if (!shipped) return;
   chosen = { threads: threads > 1 && wasmThreadsSupported() ? Math.min(threads, MAX_THREADS) : 1, shipped };
   if (chosen.threads > 1) {
     const pkg = require('@tensorflow/tfjs-backend-wasm') as WasmPackage;
@@ -67,7 +67,6 @@ export function chooseWasmBuild(threads: number): number {
     tf.removeBackend('wasm');
     tf.registerBackend('wasm', () => startThreaded(pkg, count), WASM_PRIORITY);
   }
-  return chosen.threads;
 }
 
 /** The thread count of this process's wasm build (1 until a threaded build has been chosen). */
