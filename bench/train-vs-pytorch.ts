@@ -42,7 +42,7 @@ interface TorchResult { framework: string; examples_per_second: number; examples
  * glibc hands blocks over 128 KB straight back to the kernel (munmap) and gets fresh ones with mmap,
  * so every PyTorch op on a large tensor page-faults its output in. On some VMs that dominates: here
  * it made PyTorch's MLP step 3x slower (8 ms vs 2.7 ms) and its CNN step 3x too. Keeping freed
- * memory in the heap is the standard fix (jemalloc or tcmalloc do it too); the reference gets it.
+ * memory in the heap is the standard fix (jemalloc or tcmalloc do it too); the tuned reference gets it.
  */
 const TORCH_MALLOC = { MALLOC_MMAP_THRESHOLD_: String(1 << 30), MALLOC_TRIM_THRESHOLD_: String(1 << 30) };
 
