@@ -12,9 +12,9 @@ let dir: string;
 let hasCc = true;
 
 /** A real shared library with a version string and optional NEEDED entries, built by the system C compiler. */
-function buildLib(out: string, version: string, needs: string[] = []): void {
+function buildLib(out: string, version: string, needs: string[] = [], body = 'int kdcache_fake(void) { return 1; }'): void {
   const src = path.join(dir, 'lib.c');
-  fs.writeFileSync(src, `const char ort_version[] = "${version}";\nint kdcache_fake(void) { return 1; }\n`);
+  fs.writeFileSync(src, `const char ort_version[] = "${version}";\n${body}\n`);
   const stubs: string[] = [];
   for (const n of needs) {
     const stub = path.join(dir, 'stubs', n);
@@ -59,6 +59,15 @@ describe('CUDA provider diagnosis', () => {
     buildLib(path.join(bin, 'libonnxruntime_providers_shared.so'), '1.29.0');
     buildLib(path.join(bin, 'libonnxruntime_providers_cuda.so'), '1.29.0', ['libcuda.so.1']);
     assert.match(explainCudaFailure(FAIL, bin), /no NVIDIA driver on this machine \(libcuda\.so\.1 not found\)/);
+  });
+
+  test('a provider that calls into providers_shared (Provider_GetHost, as the real one does) counts as loadable', (t) => {
+    if (!hasCc) return t.skip('no C compiler');
+    const bin = path.join(dir, 'bin-host-symbol');
+    fs.mkdirSync(bin);
+    buildLib(path.join(bin, 'libonnxruntime_providers_shared.so'), '1.29.0');
+    buildLib(path.join(bin, 'libonnxruntime_providers_cuda.so'), '1.29.0', [], 'void *Provider_GetHost(void);\nvoid *kdcache_fake(void) { return Provider_GetHost(); }');
+    assert.match(explainCudaFailure(FAIL, bin), /the CUDA provider loads but the session could not start/);
   });
 
   test('driver too old and bad device ordinal are recognised', () => {

@@ -39,10 +39,16 @@ export function ortBinDir(): string {
 
 const INSTALL_HINT = "run 'kdcache cuda install --from <folder or .tgz>' (see \"GPU boxes\" in the README)";
 
-/** null when it loads (or is a non-addon library that loads); else the loader's message. */
-export function dlopenProblem(fileOrName: string): string | null {
+/**
+ * null when it loads (or is a non-addon library that loads); else the loader's message.
+ * `provider`: bind functions lazily. The CUDA provider calls Provider_GetHost, which
+ * libonnxruntime_providers_shared.so defines once ONNX Runtime has loaded it; Node unloads each
+ * library it fails to register as an addon, so eager binding reported "undefined symbol:
+ * Provider_GetHost" on a working H200 box. Missing libraries and symbol versions still fail here.
+ */
+export function dlopenProblem(fileOrName: string, provider = false): string | null {
   try {
-    process.dlopen({ exports: {} } as NodeJS.Module, fileOrName, constants.dlopen.RTLD_NOW | constants.dlopen.RTLD_GLOBAL);
+    process.dlopen({ exports: {} } as NodeJS.Module, fileOrName, (provider ? constants.dlopen.RTLD_LAZY : constants.dlopen.RTLD_NOW) | constants.dlopen.RTLD_GLOBAL);
   } catch (err) {
     const m = String((err as Error).message);
     if (m.includes('did not self-register')) return null; // loaded fine: it is just not a Node addon
@@ -64,7 +70,7 @@ export function explainCudaFailure(err: unknown, binDir = ortBinDir()): string {
   if (missing.length > 0) return `the CUDA execution provider is not installed (${missing.join(', ')} missing in ${binDir}); ${INSTALL_HINT}`;
   for (const name of PROVIDER_FILES) {
     const lib = path.join(binDir, name);
-    const problem = dlopenProblem(lib);
+    const problem = dlopenProblem(lib, true);
     if (!problem) continue;
     const dep = /([\w.+-]+\.so[.\d]*): cannot open shared object file/.exec(problem)?.[1];
     if (dep === 'libcuda.so.1') return 'no NVIDIA driver on this machine (libcuda.so.1 not found); run on a GPU machine or use --device cpu';
@@ -184,7 +190,7 @@ export function checkCuda(binDir = ortBinDir()): CudaCheckItem[] {
   }
   if (items.every((i) => i.ok)) {
     for (const f of PROVIDER_FILES) {
-      const problem = dlopenProblem(path.join(binDir, f));
+      const problem = dlopenProblem(path.join(binDir, f), true);
       items.push({ what: `load ${f}`, ok: !problem, detail: problem ? problem.split('\n')[0].slice(0, 200) : 'loads' });
     }
   }
