@@ -153,13 +153,22 @@ export function sha256Hex(data: Uint8Array | string): string {
 export async function sha256File(file: string): Promise<{ sha256: string; bytes: number }> {
   const hash = createHash('sha256');
   let bytes = 0;
+  // One buffer, read into again and again: a stream's fresh 1 MB chunks are garbage that V8
+  // collects later, in full collections during inference ("external memory pressure").
+  const buf = Buffer.allocUnsafe(1 << 20);
+  let fh: fs.FileHandle | undefined;
   try {
-    for await (const chunk of fsSync.createReadStream(file, { highWaterMark: 1 << 20 })) {
-      hash.update(chunk as Buffer);
-      bytes += (chunk as Buffer).length;
+    fh = await fs.open(file, 'r');
+    for (;;) {
+      const { bytesRead } = await fh.read(buf, 0, buf.length, bytes);
+      if (bytesRead === 0) break;
+      hash.update(buf.subarray(0, bytesRead));
+      bytes += bytesRead;
     }
   } catch (err) {
     throw describeFsError(err, file, 'read') ?? err;
+  } finally {
+    await fh?.close();
   }
   return { sha256: hash.digest('hex'), bytes };
 }
