@@ -3,9 +3,10 @@
  * are already preprocessed and in memory, same model, batch size and threads. Runs alternate
  * (raw, pipeline, raw, pipeline, ...) so machine drift hits both; medians are reported.
  *
- *   npm run bench:precompute [-- --reps 3] [--device cpu|cuda] [--models mlp,big,cnn] [--rows-scale 1] [--threads N]
+ *   npm run bench:precompute [-- --reps 3] [--device cpu|cuda] [--models mlp,big,cnn] [--rows-scale 1] [--threads N] [--batch N] [--writers N]
  *
- * --threads (default: every core) is ONNX Runtime's intra-op threads in both loops.
+ * --threads (default: every core) is ONNX Runtime's intra-op threads in both loops; --batch
+ * overrides each model's batch size in both loops; --writers is the pipeline's shard encoder threads.
  */
 import * as fs from 'node:fs';
 import * as os from 'node:os';
@@ -23,6 +24,8 @@ const device = arg('--device') ?? 'cpu';
 const rowsScale = Number(arg('--rows-scale')) || 1;
 const only = arg('--models')?.split(',');
 const threads = Number(arg('--threads')) || os.cpus().length;
+const batchOverride = Number(arg('--batch')) || 0;
+const writers = Number(arg('--writers')) || 1;
 
 async function rawLoop(model: string, x: Float32Array, rows: number, batch: number): Promise<number> {
   const s = await ort.InferenceSession.create(model, {
@@ -50,7 +53,7 @@ async function main(): Promise<void> {
     { key: 'mlp', name: 'mlp 784-1200-1200-10', model: path.join(MODELS, 'mlp_784_1200_1200_10.onnx'), rows: 30_000, batch: 256 },
     { key: 'big', name: 'mlp 784-4096x3-10 (inference-bound)', model: path.join(MODELS, 'mlp_784_4096x3_10.onnx'), rows: 6_000, batch: 256 },
     { key: 'cnn', name: 'cnn_wide (ResNet-style)', model: path.join(MODELS, 'cnn_wide.onnx'), rows: 3_000, batch: 256 },
-  ].filter((c) => (only ? only.includes(c.key) : c.key !== 'cnn')).map((c) => ({ ...c, rows: Math.round(c.rows * rowsScale) }));
+  ].filter((c) => (only ? only.includes(c.key) : c.key !== 'cnn')).map((c) => ({ ...c, rows: Math.round(c.rows * rowsScale), batch: batchOverride || c.batch }));
   const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'kdcache-bench-'));
   const results = [];
   try {
@@ -70,7 +73,7 @@ async function main(): Promise<void> {
         raw.push(await rawLoop(c.model, x, c.rows, c.batch));
         const out = path.join(tmp, `out-${r}`);
         const t0 = performance.now();
-        const res = await precomputeLogits({ teacher: c.model, data: dataFile, out, scale: 1 / 255, batchSize: c.batch, threads, device, quiet: true });
+        const res = await precomputeLogits({ teacher: c.model, data: dataFile, out, scale: 1 / 255, batchSize: c.batch, threads, device, writers, quiet: true });
         wall.push(c.rows / ((performance.now() - t0) / 1000));
         pipe.push(res.rowsPerSecond);
         bytesPerRow = res.bytesWritten / c.rows;
@@ -79,7 +82,7 @@ async function main(): Promise<void> {
       }
       const ratios = raw.map((v, i) => pipe[i] / v);
       results.push({
-        case: c.name, rows: c.rows, batch: c.batch, threads,
+        case: c.name, rows: c.rows, batch: c.batch, threads, writers,
         raw_rows_per_s: median(raw), pipeline_rows_per_s: median(pipe), pipeline_ratio_median: median(ratios),
         pipeline_ratio_min: Math.min(...ratios), end_to_end_rows_per_s_incl_startup: median(wall), bytes_per_row: bytesPerRow,
       });
