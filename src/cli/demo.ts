@@ -1,7 +1,6 @@
 import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { Argv, CommandModule } from 'yargs';
-import { formatDemoTable, runDemo } from '../demo/demo.js';
 
 const DATA = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../../data');
 
@@ -23,6 +22,7 @@ export const demoCommand: CommandModule<object, DemoArgs> = {
     .option('quiet', { type: 'boolean', default: false }) as unknown as Argv<DemoArgs>,
   handler: async (a) => {
     const f = (name: string) => path.join(a.data, name);
+    const { formatDemoTable, runDemo } = await import('../demo/demo.js');
     const report = await runDemo({
       out: a.out, teacher: f('teacher.onnx'),
       trainImages: f('fashion-mnist-train-images.idx3-ubyte.gz'), trainLabels: f('fashion-mnist-train-labels.idx1-ubyte.gz'),

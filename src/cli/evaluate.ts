@@ -1,6 +1,5 @@
 import type { ArgumentsCamelCase, Argv, CommandModule } from 'yargs';
-import { BACKEND_CHOICES, type BackendChoice } from '../train/backend.js';
-import { evaluateModel } from '../train/evaluate.js';
+import { BACKEND_CHOICES, type BackendChoice } from '../train/backend-choices.js';
 import { parseList, parseNumber, positiveInt } from './common.js';
 
 interface EvaluateArgs {
@@ -42,6 +41,8 @@ export const evaluateCommand: CommandModule<object, EvaluateArgs> = {
     .option('quiet', { type: 'boolean', default: false, describe: 'no status output on stderr' })
     .example('$0 evaluate --model out/student --data test.npy --labels test-labels.npy', 'test accuracy') as unknown as Argv<EvaluateArgs>,
   handler: async (a: ArgumentsCamelCase<EvaluateArgs>) => {
+    // Loaded here, not at the top: the other kdcache commands need no TensorFlow.js.
+    const { evaluateModel } = await import('../train/evaluate.js');
     const r = await evaluateModel({
       model: a.model,
       data: a.data,

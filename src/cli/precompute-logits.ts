@@ -1,6 +1,5 @@
 #!/usr/bin/env node
 import { hideBin } from 'yargs/helpers';
-import { precomputeLogits } from '../precompute/run.js';
 import { runMain } from '../util/errors.js';
 import { cli, parseList, parseNumber, positiveInt } from './common.js';
 
@@ -45,6 +44,8 @@ export function precomputeCommand(argv: string[]) {
 
 export async function main(argv: string[]): Promise<void> {
   const a = await precomputeCommand(argv).parseAsync();
+  // Loaded once the flags are parsed: --help and flag errors need no ONNX Runtime.
+  const { precomputeLogits } = await import('../precompute/run.js');
   const result = await precomputeLogits({
     teacher: a.teacher,
     data: a.data,

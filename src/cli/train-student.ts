@@ -1,8 +1,7 @@
 #!/usr/bin/env node
 import { hideBin } from 'yargs/helpers';
-import { BACKEND_CHOICES } from '../train/backend.js';
+import { BACKEND_CHOICES } from '../train/backend-choices.js';
 import { TRAIN_DEFAULTS } from '../train/options.js';
-import { trainStudent } from '../train/run.js';
 import { runMain } from '../util/errors.js';
 import { cli, parseNumber } from './common.js';
 
@@ -48,6 +47,8 @@ const num = (flag: string, v: unknown) => (v === undefined ? undefined : parseNu
 
 export async function main(argv: string[]): Promise<void> {
   const a = await trainStudentCommand(argv).parseAsync();
+  // Loaded once the flags are parsed: --help and flag errors need no TensorFlow.js.
+  const { trainStudent } = await import('../train/run.js');
   const s = await trainStudent({
     logits: a.logits,
     student: a.student,

@@ -14,8 +14,9 @@ import { loadNative } from './kernels/native.js';
 import { configureWasmKernels } from './wasm-kernels.js';
 import { chooseWasmBuild, fallBackToShippedBuild, wasmThreadCount } from './wasm-threads.js';
 
-export type BackendChoice = 'auto' | 'tensorflow' | 'native' | 'wasm' | 'cpu';
-export const BACKEND_CHOICES: readonly BackendChoice[] = ['auto', 'tensorflow', 'native', 'wasm', 'cpu'];
+import type { BackendChoice } from './backend-choices.js';
+
+export { BACKEND_CHOICES, type BackendChoice } from './backend-choices.js';
 
 export interface BackendInfo {
   /** what runs: 'tensorflow', 'native', 'wasm' or 'cpu' */

@@ -3,7 +3,7 @@
  * the flag, so the CLI and the programmatic API fail the same way.
  */
 import { UserError } from '../util/errors.js';
-import { BACKEND_CHOICES, type BackendChoice } from './backend.js';
+import { BACKEND_CHOICES, type BackendChoice } from './backend-choices.js';
 import type { LossKind } from './losses.js';
 import { TAIL_MODES, type TailMode } from './sparse-targets.js';
 
