@@ -110,6 +110,26 @@ describe('kdcache cuda install / KDCACHE_ORT_CUDA_DIR', () => {
     await assert.rejects(linkProviderFromEnv({ KDCACHE_ORT_CUDA_DIR: dir }, path.join(dir, 'empty')), /KDCACHE_ORT_CUDA_DIR=.*not found there/);
   });
 
+  test('kdcache cuda check points at pip\'s nvidia-* library folders holding what is missing', (t) => {
+    try {
+      execFileSync('python3', ['--version'], { stdio: 'ignore' });
+    } catch {
+      return t.skip('no python3');
+    }
+    // The layout of the CUDA 13 wheels PyTorch brings: a namespace package `nvidia` with lib folders.
+    const site = path.join(dir, 'site');
+    for (const [pkg, lib] of [['cu13', 'libcublasLt.so.13'], ['cudnn', 'libcudnn.so.9']]) {
+      fs.mkdirSync(path.join(site, 'nvidia', pkg, 'lib'), { recursive: true });
+      fs.writeFileSync(path.join(site, 'nvidia', pkg, 'lib', lib), '');
+    }
+    fs.mkdirSync(path.join(site, 'nvidia', 'unrelated', 'lib'), { recursive: true });
+    const r = runCli('kdcache', ['cuda', 'check'], { PYTHONPATH: site, LD_LIBRARY_PATH: '' });
+    const cu13 = path.join(site, 'nvidia', 'cu13', 'lib');
+    const cudnn = path.join(site, 'nvidia', 'cudnn', 'lib');
+    assert.ok(r.stdout.includes(`hint: the missing libraries are in ${cu13}, ${cudnn}; before starting node: export LD_LIBRARY_PATH=${cu13}:${cudnn}\n`), r.stdout);
+    assert.equal(r.code, 2);
+  });
+
   test('kdcache cuda check on a machine without the provider lists what is missing', () => {
     const r = runCli('kdcache', ['cuda', 'check']);
     assert.match(r.stdout, /MISSING\s+provider libonnxruntime_providers_cuda\.so/);

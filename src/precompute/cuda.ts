@@ -4,7 +4,7 @@
  * there); kdcache can put them there from a local folder or npm tarball, and explain failures exactly.
  */
 import { execFileSync } from 'node:child_process';
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync, readFileSync, readdirSync } from 'node:fs';
 import * as fs from 'node:fs/promises';
 import { createRequire } from 'node:module';
 import { constants, tmpdir } from 'node:os';
@@ -170,6 +170,8 @@ export interface CudaCheckItem {
   what: string;
   ok: boolean;
   detail: string;
+  /** the shared library this item is about, for the CUDA and cuDNN libraries */
+  lib?: string;
 }
 
 /** Everything --device cuda needs, checked one by one, so a user sees exactly what is missing. */
@@ -186,7 +188,7 @@ export function checkCuda(binDir = ortBinDir()): CudaCheckItem[] {
   }
   for (const { lib, what } of CUDA_LIBRARIES) {
     const problem = dlopenProblem(lib);
-    items.push({ what: `${what} (${lib})`, ok: !problem, detail: problem ? 'not found: add its folder to LD_LIBRARY_PATH (set before node starts) or install it' : 'loads' });
+    items.push({ what: `${what} (${lib})`, ok: !problem, detail: problem ? 'not found: add its folder to LD_LIBRARY_PATH (set before node starts) or install it' : 'loads', lib });
   }
   if (items.every((i) => i.ok)) {
     for (const f of PROVIDER_FILES) {
@@ -195,4 +197,29 @@ export function checkCuda(binDir = ortBinDir()): CudaCheckItem[] {
     }
   }
   return items;
+}
+
+/**
+ * Folders that hold any of `libs`: the lib folders of pip's nvidia-* packages (PyTorch brings them;
+ * the CUDA 13 wheels share nvidia/cu13/lib), found by asking the python3 on PATH where its
+ * `nvidia` package is, and the driver folder of NVIDIA's containers. On the H200 box the libraries
+ * were all there, none on the loader's path.
+ */
+export function findCudaLibraryDirs(libs: readonly string[], env: NodeJS.ProcessEnv = process.env): string[] {
+  let roots: string[] = [];
+  try {
+    const out = execFileSync('python3', ['-c', 'import nvidia; print("\\n".join(nvidia.__path__))'], { env, encoding: 'utf8', timeout: 10_000, stdio: ['ignore', 'pipe', 'ignore'] });
+    roots = out.split('\n').filter(Boolean);
+  } catch {
+    // no python3, or no nvidia packages: only the fixed folders below
+  }
+  const candidates = roots.flatMap((root) => {
+    try {
+      return readdirSync(root, { withFileTypes: true }).filter((e) => e.isDirectory()).map((e) => path.join(root, e.name, 'lib')).sort();
+    } catch {
+      return [];
+    }
+  });
+  candidates.push('/usr/local/nvidia/lib64', '/usr/local/cuda/lib64');
+  return [...new Set(candidates.filter((d) => libs.some((l) => existsSync(path.join(d, l)))))];
 }
