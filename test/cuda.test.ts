@@ -8,6 +8,8 @@ import { UserError } from '../src/util/errors.js';
 import { assertOneLineError, runCli, tempDir } from './helpers/data.js';
 
 const FAIL = new Error('OrtSessionOptionsAppendExecutionProvider_Cuda: Failed to load shared library');
+/** An environment in which no python3 answers, so no pip folders are found. */
+const NO_PYTHON = { ...process.env, PATH: '' };
 let dir: string;
 let hasCc = true;
 
@@ -24,6 +26,26 @@ function buildLib(out: string, version: string, needs: string[] = [], body = 'in
   }
   execFileSync('cc', ['-shared', '-fPIC', '-o', out, src, '-Wl,--no-as-needed', `-L${path.join(dir, 'stubs')}`, ...stubs]);
   fs.rmSync(path.join(dir, 'stubs'), { recursive: true, force: true }); // the dependency is now missing
+}
+
+/** The layout of the CUDA 13 wheels PyTorch brings: a namespace package `nvidia` with lib folders. */
+function fakeWheels(): string {
+  const site = path.join(dir, 'site');
+  for (const [pkg, lib] of [['cu13', 'libcublasLt.so.13'], ['cudnn', 'libcudnn.so.9']]) {
+    fs.mkdirSync(path.join(site, 'nvidia', pkg, 'lib'), { recursive: true });
+    fs.writeFileSync(path.join(site, 'nvidia', pkg, 'lib', lib), '');
+  }
+  fs.mkdirSync(path.join(site, 'nvidia', 'unrelated', 'lib'), { recursive: true });
+  return site;
+}
+
+function hasPython(): boolean {
+  try {
+    execFileSync('python3', ['--version'], { stdio: 'ignore' });
+    return true;
+  } catch {
+    return false;
+  }
 }
 
 before(() => {
@@ -49,7 +71,19 @@ describe('CUDA provider diagnosis', () => {
     fs.mkdirSync(bin);
     buildLib(path.join(bin, 'libonnxruntime_providers_shared.so'), '1.29.0');
     buildLib(path.join(bin, 'libonnxruntime_providers_cuda.so'), '1.29.0', ['libcublasLt.so.13']);
-    assert.match(explainCudaFailure(FAIL, bin), /libonnxruntime_providers_cuda\.so needs libcublasLt\.so\.13, which is not found; put the CUDA 13 and cuDNN 9 library directories on LD_LIBRARY_PATH/);
+    assert.match(explainCudaFailure(FAIL, bin, NO_PYTHON), /libonnxruntime_providers_cuda\.so needs libcublasLt\.so\.13, which is not found; put the CUDA 13 and cuDNN 9 library directories on LD_LIBRARY_PATH/);
+  });
+
+  test('a CUDA library that pip\'s nvidia-* packages hold: the error says where and how to reach it', (t) => {
+    if (!hasCc || !hasPython()) return t.skip('no C compiler or python3');
+    const bin = path.join(dir, 'bin-pip-cublas');
+    fs.mkdirSync(bin);
+    buildLib(path.join(bin, 'libonnxruntime_providers_shared.so'), '1.29.0');
+    buildLib(path.join(bin, 'libonnxruntime_providers_cuda.so'), '1.29.0', ['libcublasLt.so.13']);
+    const cu13 = path.join(fakeWheels(), 'nvidia', 'cu13', 'lib');
+    const msg = explainCudaFailure(FAIL, bin, { ...process.env, PYTHONPATH: path.join(dir, 'site'), LD_LIBRARY_PATH: '' });
+    assert.ok(msg.startsWith(`libonnxruntime_providers_cuda.so needs libcublasLt.so.13, which is not on the loader's path; the missing CUDA libraries are in ${cu13}`), msg);
+    assert.match(msg, /: export LD_LIBRARY_PATH=\S*cu13\/lib\S* before starting node$/);
   });
 
   test('no driver: says so', (t) => {
@@ -58,7 +92,7 @@ describe('CUDA provider diagnosis', () => {
     fs.mkdirSync(bin);
     buildLib(path.join(bin, 'libonnxruntime_providers_shared.so'), '1.29.0');
     buildLib(path.join(bin, 'libonnxruntime_providers_cuda.so'), '1.29.0', ['libcuda.so.1']);
-    assert.match(explainCudaFailure(FAIL, bin), /no NVIDIA driver on this machine \(libcuda\.so\.1 not found\)/);
+    assert.match(explainCudaFailure(FAIL, bin, NO_PYTHON), /no NVIDIA driver on this machine \(libcuda\.so\.1 not found\)/);
   });
 
   test('a provider that calls into providers_shared (Provider_GetHost, as the real one does) counts as loadable', (t) => {
@@ -111,18 +145,8 @@ describe('kdcache cuda install / KDCACHE_ORT_CUDA_DIR', () => {
   });
 
   test('kdcache cuda check points at pip\'s nvidia-* library folders holding what is missing', (t) => {
-    try {
-      execFileSync('python3', ['--version'], { stdio: 'ignore' });
-    } catch {
-      return t.skip('no python3');
-    }
-    // The layout of the CUDA 13 wheels PyTorch brings: a namespace package `nvidia` with lib folders.
-    const site = path.join(dir, 'site');
-    for (const [pkg, lib] of [['cu13', 'libcublasLt.so.13'], ['cudnn', 'libcudnn.so.9']]) {
-      fs.mkdirSync(path.join(site, 'nvidia', pkg, 'lib'), { recursive: true });
-      fs.writeFileSync(path.join(site, 'nvidia', pkg, 'lib', lib), '');
-    }
-    fs.mkdirSync(path.join(site, 'nvidia', 'unrelated', 'lib'), { recursive: true });
+    if (!hasPython()) return t.skip('no python3');
+    const site = fakeWheels();
     const r = runCli('kdcache', ['cuda', 'check'], { PYTHONPATH: site, LD_LIBRARY_PATH: '' });
     const cu13 = path.join(site, 'nvidia', 'cu13', 'lib');
     const cudnn = path.join(site, 'nvidia', 'cudnn', 'lib');

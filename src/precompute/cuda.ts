@@ -62,7 +62,7 @@ export function dlopenProblem(fileOrName: string, provider = false): string | nu
  * only reaches ONNX Runtime's own log. Find it ourselves: are the provider files there, and which of
  * their dependencies fails to load? dlopen names the missing library exactly.
  */
-export function explainCudaFailure(err: unknown, binDir = ortBinDir()): string {
+export function explainCudaFailure(err: unknown, binDir = ortBinDir(), env: NodeJS.ProcessEnv = process.env): string {
   const msg = String((err as Error)?.message ?? err);
   if (/driver version is insufficient/.test(msg)) return 'the NVIDIA driver is older than the CUDA runtime the provider needs; update the driver';
   if (/no CUDA-capable device|invalid device ordinal/i.test(msg)) return 'no such CUDA device; check --device cuda:N against nvidia-smi';
@@ -73,6 +73,12 @@ export function explainCudaFailure(err: unknown, binDir = ortBinDir()): string {
     const problem = dlopenProblem(lib, true);
     if (!problem) continue;
     const dep = /([\w.+-]+\.so[.\d]*): cannot open shared object file/.exec(problem)?.[1];
+    if (dep && dep !== name) {
+      // Often the libraries are on the machine, in pip's nvidia-* packages, just not on the loader's path.
+      const unloadable = CUDA_LIBRARIES.map((l) => l.lib).filter((l) => dlopenProblem(l) !== null);
+      const dirs = findCudaLibraryDirs(unloadable.includes(dep) ? unloadable : [dep], env);
+      if (dirs.some((d) => existsSync(path.join(d, dep)))) return `${name} needs ${dep}, which is not on the loader's path; the missing CUDA libraries are in ${dirs.join(', ')}: export LD_LIBRARY_PATH=${dirs.join(':')}${env.LD_LIBRARY_PATH ? ':$LD_LIBRARY_PATH' : ''} before starting node`;
+    }
     if (dep === 'libcuda.so.1') return 'no NVIDIA driver on this machine (libcuda.so.1 not found); run on a GPU machine or use --device cpu';
     if (dep && dep !== name) return `${name} needs ${dep}, which is not found; put the CUDA 13 and cuDNN 9 library directories on LD_LIBRARY_PATH before starting node ('kdcache cuda check' lists what is missing)`;
     return `${name} cannot be loaded (${problem.split('\n')[0].slice(0, 200)}); it may not be the build for onnxruntime-node ${ortVersion()}`;
