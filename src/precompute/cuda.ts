@@ -208,8 +208,8 @@ export function checkCuda(binDir = ortBinDir()): CudaCheckItem[] {
 /**
  * Folders that hold any of `libs`: the lib folders of pip's nvidia-* packages (PyTorch brings them;
  * the CUDA 13 wheels share nvidia/cu13/lib), found by asking the python3 on PATH where its
- * `nvidia` package is, and the driver folder of NVIDIA's containers. On the H200 box the libraries
- * were all there, none on the loader's path.
+ * `nvidia` package is, and the driver folder of NVIDIA's containers. PyTorch finds its copies by
+ * itself; the system loader, and so ONNX Runtime's provider, does not look there.
  */
 export function findCudaLibraryDirs(libs: readonly string[], env: NodeJS.ProcessEnv = process.env): string[] {
   let roots: string[] = [];
