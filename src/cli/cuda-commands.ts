@@ -1,5 +1,5 @@
 import type { Argv, CommandModule } from 'yargs';
-import { checkCuda, findCudaLibraryDirs, installCudaProvider, ortBinDir, ortVersion } from '../precompute/cuda.js';
+import { checkCuda, findCudaLibraryDirs, installCudaProvider, ldLibraryPathLine, ortBinDir, ortVersion } from '../precompute/cuda.js';
 import { UserError } from '../util/errors.js';
 
 export const cudaCommand: CommandModule = {
@@ -25,7 +25,7 @@ export const cudaCommand: CommandModule = {
     const bad = items.filter((i) => !i.ok);
     const missingLibs = bad.flatMap((i) => (i.lib ? [i.lib] : []));
     const dirs = missingLibs.length > 0 ? findCudaLibraryDirs(missingLibs) : [];
-    if (dirs.length > 0) console.log(`hint: the missing libraries are in ${dirs.join(', ')}; before starting node: export LD_LIBRARY_PATH=${dirs.join(':')}${process.env.LD_LIBRARY_PATH ? ':$LD_LIBRARY_PATH' : ''}`);
+    if (dirs.length > 0) console.log(`hint: the missing libraries are in ${dirs.join(', ')}; before starting node: ${ldLibraryPathLine(dirs)}`);
     if (bad.length > 0) throw new UserError(`--device cuda cannot work here: ${bad.length} item(s) missing (listed above), first: ${bad[0].what}`);
     console.log('ok: everything --device cuda needs loads');
   },

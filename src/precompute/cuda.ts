@@ -77,10 +77,10 @@ export function explainCudaFailure(err: unknown, binDir = ortBinDir(), env: Node
       // Often the libraries are on the machine, in pip's nvidia-* packages, just not on the loader's path.
       const unloadable = CUDA_LIBRARIES.map((l) => l.lib).filter((l) => dlopenProblem(l) !== null);
       const dirs = findCudaLibraryDirs(unloadable.includes(dep) ? unloadable : [dep], env);
-      if (dirs.some((d) => existsSync(path.join(d, dep)))) return `${name} needs ${dep}, which is not on the loader's path; the missing CUDA libraries are in ${dirs.join(', ')}: export LD_LIBRARY_PATH=${dirs.join(':')}${env.LD_LIBRARY_PATH ? ':$LD_LIBRARY_PATH' : ''} before starting node`;
+      if (dirs.some((d) => existsSync(path.join(d, dep)))) return `${name} needs ${dep}, which is not on the loader's path; the missing CUDA libraries are in ${dirs.join(', ')}: ${ldLibraryPathLine(dirs, env)} before starting node`;
+      if (dep === 'libcuda.so.1') return 'no NVIDIA driver on this machine (libcuda.so.1 not found); run on a GPU machine or use --device cpu';
+      return `${name} needs ${dep}, which is not found; put the CUDA 13 and cuDNN 9 library directories on LD_LIBRARY_PATH before starting node ('kdcache cuda check' lists what is missing)`;
     }
-    if (dep === 'libcuda.so.1') return 'no NVIDIA driver on this machine (libcuda.so.1 not found); run on a GPU machine or use --device cpu';
-    if (dep && dep !== name) return `${name} needs ${dep}, which is not found; put the CUDA 13 and cuDNN 9 library directories on LD_LIBRARY_PATH before starting node ('kdcache cuda check' lists what is missing)`;
     return `${name} cannot be loaded (${problem.split('\n')[0].slice(0, 200)}); it may not be the build for onnxruntime-node ${ortVersion()}`;
   }
   return `the CUDA provider loads but the session could not start (${msg.split('\n')[0].slice(0, 160)}); run 'kdcache cuda check' and check the GPU with nvidia-smi`;
@@ -203,6 +203,11 @@ export function checkCuda(binDir = ortBinDir()): CudaCheckItem[] {
     }
   }
   return items;
+}
+
+/** The shell line that puts `dirs` first on the loader's path, keeping what is already there. */
+export function ldLibraryPathLine(dirs: readonly string[], env: NodeJS.ProcessEnv = process.env): string {
+  return `export LD_LIBRARY_PATH=${dirs.join(':')}${env.LD_LIBRARY_PATH ? ':$LD_LIBRARY_PATH' : ''}`;
 }
 
 /**
