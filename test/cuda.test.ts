@@ -4,6 +4,8 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { explainCudaFailure, installCudaProvider, linkProviderFromEnv, providerVersionMatches } from '../src/precompute/cuda.js';
+import * as ort from 'onnxruntime-node';
+import { oneNodeModel, summarizeOnnx } from '../src/precompute/onnx-proto.js';
 import { UserError } from '../src/util/errors.js';
 import { assertOneLineError, runCli, tempDir } from './helpers/data.js';
 
@@ -14,7 +16,7 @@ let dir: string;
 let hasCc = true;
 
 /** A real shared library with a version string and optional NEEDED entries, built by the system C compiler. */
-function buildLib(out: string, version: string, needs: string[] = [], body = 'int kdcache_fake(void) { return 1; }'): void {
+function buildLib(out: string, version: string, needs: string[] = [], body = 'int kdcache_fake(void) { return 1; }', ldflags: string[] = []): void {
   const src = path.join(dir, 'lib.c');
   fs.writeFileSync(src, `const char ort_version[] = "${version}";\n${body}\n`);
   const stubs: string[] = [];
@@ -24,7 +26,7 @@ function buildLib(out: string, version: string, needs: string[] = [], body = 'in
     execFileSync('cc', ['-shared', '-fPIC', '-o', stub, '-x', 'c', '-', `-Wl,-soname,${n}`], { input: 'int stub_fn(void){return 0;}' });
     stubs.push(`-l:${n}`);
   }
-  execFileSync('cc', ['-shared', '-fPIC', '-o', out, src, '-Wl,--no-as-needed', `-L${path.join(dir, 'stubs')}`, ...stubs]);
+  execFileSync('cc', ['-shared', '-fPIC', '-o', out, src, '-Wl,--no-as-needed', `-L${path.join(dir, 'stubs')}`, ...stubs, ...ldflags]);
   fs.rmSync(path.join(dir, 'stubs'), { recursive: true, force: true }); // the dependency is now missing
 }
 
@@ -99,14 +101,27 @@ describe('CUDA provider diagnosis', () => {
     if (!hasCc) return t.skip('no C compiler');
     const bin = path.join(dir, 'bin-host-symbol');
     fs.mkdirSync(bin);
-    buildLib(path.join(bin, 'libonnxruntime_providers_shared.so'), '1.29.0');
-    buildLib(path.join(bin, 'libonnxruntime_providers_cuda.so'), '1.29.0', [], 'void *Provider_GetHost(void);\nvoid *kdcache_fake(void) { return Provider_GetHost(); }');
+    // As the real pair: providers_shared defines Provider_GetHost; the provider is linked BIND_NOW
+    // (-z now), so the symbol must resolve when it loads, not when it is first called.
+    buildLib(path.join(bin, 'libonnxruntime_providers_shared.so'), '1.29.0', [], 'void *Provider_GetHost(void) { return 0; }');
+    buildLib(path.join(bin, 'libonnxruntime_providers_cuda.so'), '1.29.0', [], 'void *Provider_GetHost(void);\nvoid *kdcache_fake(void) { return Provider_GetHost(); }', ['-Wl,-z,now']);
     assert.match(explainCudaFailure(FAIL, bin), /the CUDA provider loads but the session could not start/);
   });
 
   test('driver too old and bad device ordinal are recognised', () => {
     assert.match(explainCudaFailure(new Error('CUDA failure 35: CUDA driver version is insufficient for CUDA runtime version')), /older than the CUDA runtime/);
     assert.match(explainCudaFailure(new Error('CUDA failure 101: invalid device ordinal')), /no such CUDA device/);
+  });
+});
+
+describe('the one-node model kdcache cuda check runs on the GPU', () => {
+  test('is a valid ONNX model that ONNX Runtime runs: Relu of its input', async () => {
+    const bytes = oneNodeModel(5);
+    assert.deepEqual(summarizeOnnx(bytes), { irVersion: 8, producer: null, opset: 13, externalLocations: [] });
+    const s = await ort.InferenceSession.create(bytes, { executionProviders: ['cpu'] });
+    const y = await s.run({ x: new ort.Tensor('float32', Float32Array.from([-3, -0.25, 0, 0.25, 300]), [5]) });
+    assert.deepEqual([...(y.y.data as Float32Array)], [0, 0, 0, 0.25, 300]);
+    await s.release();
   });
 });
 

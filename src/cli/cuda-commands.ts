@@ -1,5 +1,5 @@
 import type { Argv, CommandModule } from 'yargs';
-import { checkCuda, findCudaLibraryDirs, installCudaProvider, ldLibraryPathLine, ortBinDir, ortVersion } from '../precompute/cuda.js';
+import { checkCuda, cudaSessionProblem, findCudaLibraryDirs, installCudaProvider, ldLibraryPathLine, ortBinDir, ortVersion } from '../precompute/cuda.js';
 import { UserError } from '../util/errors.js';
 
 export const cudaCommand: CommandModule = {
@@ -19,6 +19,10 @@ export const cudaCommand: CommandModule = {
       return;
     }
     const items = checkCuda();
+    if (items.every((i) => i.ok)) {
+      const problem = await cudaSessionProblem();
+      items.push({ what: 'a one-node model on cuda:0', ok: !problem, detail: problem ?? 'runs' });
+    }
     const w = Math.max(...items.map((i) => i.what.length));
     console.log(`onnxruntime-node ${ortVersion()}, provider folder ${ortBinDir()}`);
     for (const i of items) console.log(`${i.ok ? 'ok     ' : 'MISSING'}  ${i.what.padEnd(w)}  ${i.detail}`);
@@ -27,6 +31,6 @@ export const cudaCommand: CommandModule = {
     const dirs = missingLibs.length > 0 ? findCudaLibraryDirs(missingLibs) : [];
     if (dirs.length > 0) console.log(`hint: the missing libraries are in ${dirs.join(', ')}; before starting node: ${ldLibraryPathLine(dirs)}`);
     if (bad.length > 0) throw new UserError(`--device cuda cannot work here: ${bad.length} item(s) missing (listed above), first: ${bad[0].what}`);
-    console.log('ok: everything --device cuda needs loads');
+    console.log('ok: everything --device cuda needs loads, and a model runs on the GPU');
   },
 };

@@ -9,7 +9,9 @@ import * as fs from 'node:fs/promises';
 import { createRequire } from 'node:module';
 import { constants, tmpdir } from 'node:os';
 import * as path from 'node:path';
+import type { InferenceSession } from 'onnxruntime-node';
 import { UserError } from '../util/errors.js';
+import { oneNodeModel } from './onnx-proto.js';
 
 export const PROVIDER_FILES = ['libonnxruntime_providers_shared.so', 'libonnxruntime_providers_cuda.so'] as const;
 const OPTIONAL_PROVIDER_FILES = ['libonnxruntime_providers_tensorrt.so'] as const;
@@ -39,22 +41,29 @@ export function ortBinDir(): string {
 
 const INSTALL_HINT = "run 'kdcache cuda install --from <folder or .tgz>' (see \"GPU boxes\" in the README)";
 
-/**
- * null when it loads (or is a non-addon library that loads); else the loader's message.
- * `provider`: bind functions lazily. The CUDA provider calls Provider_GetHost, which
- * libonnxruntime_providers_shared.so defines once ONNX Runtime has loaded it; Node unloads each
- * library it fails to register as an addon, so eager binding reported "undefined symbol:
- * Provider_GetHost" on a working H200 box. Missing libraries and symbol versions still fail here.
- */
-export function dlopenProblem(fileOrName: string, provider = false): string | null {
+/** null when it loads (or is a non-addon library that loads); else the loader's message. */
+export function dlopenProblem(fileOrName: string): string | null {
   try {
-    process.dlopen({ exports: {} } as NodeJS.Module, fileOrName, (provider ? constants.dlopen.RTLD_LAZY : constants.dlopen.RTLD_NOW) | constants.dlopen.RTLD_GLOBAL);
+    process.dlopen({ exports: {} } as NodeJS.Module, fileOrName, constants.dlopen.RTLD_NOW | constants.dlopen.RTLD_GLOBAL);
   } catch (err) {
     const m = String((err as Error).message);
     if (m.includes('did not self-register')) return null; // loaded fine: it is just not a Node addon
     return m;
   }
   return null;
+}
+
+/**
+ * dlopenProblem for a provider file. The CUDA provider is linked BIND_NOW against Provider_GetHost,
+ * which providers_shared defines and ONNX Runtime sets up before loading the provider; Node unloads
+ * providers_shared again (it is not an addon), so here that one symbol stays unresolved. The loader
+ * resolves dependencies first, so reaching it means every CUDA library was found. (Keeping
+ * providers_shared loaded lets the provider's initialisers run without ONNX Runtime: Node crashed
+ * with SIGSEGV on a real H200 box.)
+ */
+function providerProblem(file: string): string | null {
+  const problem = dlopenProblem(file);
+  return problem && /undefined symbol: Provider_GetHost\b/.test(problem) ? null : problem;
 }
 
 /**
@@ -70,7 +79,7 @@ export function explainCudaFailure(err: unknown, binDir = ortBinDir(), env: Node
   if (missing.length > 0) return `the CUDA execution provider is not installed (${missing.join(', ')} missing in ${binDir}); ${INSTALL_HINT}`;
   for (const name of PROVIDER_FILES) {
     const lib = path.join(binDir, name);
-    const problem = dlopenProblem(lib, true);
+    const problem = providerProblem(lib);
     if (!problem) continue;
     const dep = /([\w.+-]+\.so[.\d]*): cannot open shared object file/.exec(problem)?.[1];
     if (dep && dep !== name) {
@@ -198,11 +207,31 @@ export function checkCuda(binDir = ortBinDir()): CudaCheckItem[] {
   }
   if (items.every((i) => i.ok)) {
     for (const f of PROVIDER_FILES) {
-      const problem = dlopenProblem(path.join(binDir, f), true);
+      const problem = providerProblem(path.join(binDir, f));
       items.push({ what: `load ${f}`, ok: !problem, detail: problem ? problem.split('\n')[0].slice(0, 200) : 'loads' });
     }
   }
   return items;
+}
+
+/**
+ * The last word: a one-node model run by ONNX Runtime on the CUDA provider. null when it ran and gave
+ * the right answer; else why not, explained as --device cuda would.
+ */
+export async function cudaSessionProblem(deviceId = 0): Promise<string | null> {
+  const ort = await import('onnxruntime-node');
+  ort.env.logLevel = 'fatal';
+  const x = Float32Array.from([-2, -0.5, 0.5, 3]);
+  let session: InferenceSession | undefined;
+  try {
+    session = await ort.InferenceSession.create(oneNodeModel(x.length), { executionProviders: [{ name: 'cuda', deviceId }] });
+    const y = (await session.run({ x: new ort.Tensor('float32', x, [x.length]) })).y.data as Float32Array;
+    return y.every((v, i) => v === Math.max(0, x[i])) ? null : `ran, but Relu gave [${[...y].join(', ')}]`;
+  } catch (err) {
+    return explainCudaFailure(err);
+  } finally {
+    await session?.release();
+  }
 }
 
 /** The shell line that puts `dirs` first on the loader's path, keeping what is already there. */

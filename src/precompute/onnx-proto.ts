@@ -171,3 +171,23 @@ function scanTensor(buf: Uint8Array, start: number, end: number, locs: string[])
     } else r.skip(wire);
   }
 }
+
+/**
+ * A complete model of one node, y = Relu(x) with x float32 [n], encoded by hand (ir 8, opset 13):
+ * enough for ONNX Runtime to load an execution provider and run a kernel on it.
+ */
+export function oneNodeModel(n: number): Uint8Array {
+  const varint = (v: number): number[] => {
+    const out: number[] = [];
+    for (; v > 0x7f; v = Math.floor(v / 128)) out.push((v & 0x7f) | 0x80);
+    out.push(v);
+    return out;
+  };
+  const int = (field: number, v: number): number[] => [...varint(field << 3), ...varint(v)];
+  const bytes = (field: number, b: number[]): number[] => [...varint((field << 3) | 2), ...varint(b.length), ...b];
+  const str = (field: number, s: string): number[] => bytes(field, [...new TextEncoder().encode(s)]);
+  // ValueInfoProto{name, type: TypeProto{tensor_type{elem_type FLOAT, shape{dim{dim_value n}}}}}
+  const value = (name: string): number[] => [...str(1, name), ...bytes(2, bytes(1, [...int(1, 1), ...bytes(2, bytes(1, int(1, n)))]))];
+  const graph = [...bytes(1, [...str(1, 'x'), ...str(2, 'y'), ...str(4, 'Relu')]), ...str(2, 'cuda-check'), ...bytes(11, value('x')), ...bytes(12, value('y'))];
+  return Uint8Array.from([...int(1, 8), ...bytes(8, [...str(1, ''), ...int(2, 13)]), ...bytes(7, graph)]);
+}
