@@ -4,12 +4,13 @@
  * (raw, pipeline, raw, pipeline, ...) so machine drift hits both; medians are reported.
  *
  *   npm run bench:precompute [-- --reps 3] [--device cpu|cuda] [--models mlp,big,cnn] [--rows-scale 1] [--threads N]
- *       [--pipeline-threads N] [--batch N] [--writers N]
+ *       [--pipeline-threads N] [--batch N] [--writers N] [--inference-thread auto|main|worker]
  *
  * --threads (default: every core) is ONNX Runtime's intra-op threads in both loops, unless
  * --pipeline-threads gives the pipeline its own count (does leaving a core to reading, converting and
  * writing beat the raw loop on every core?); --batch overrides each model's batch size in both loops;
- * --writers is the pipeline's shard encoder threads.
+ * --writers is the pipeline's shard encoder threads; --inference-thread where the pipeline's teacher runs
+ * (precompute-logits' flag; auto by default).
  */
 import * as fs from 'node:fs';
 import * as os from 'node:os';
@@ -30,6 +31,7 @@ const threads = Number(arg('--threads')) || os.cpus().length;
 const batchOverride = Number(arg('--batch')) || 0;
 const writers = Number(arg('--writers')) || 1;
 const pipelineThreads = Number(arg('--pipeline-threads')) || threads;
+const inferenceThread = (arg('--inference-thread') ?? 'auto') as 'auto' | 'main' | 'worker';
 
 async function rawLoop(model: string, x: Float32Array, rows: number, batch: number): Promise<number> {
   const s = await ort.InferenceSession.create(model, {
@@ -77,7 +79,7 @@ async function main(): Promise<void> {
         raw.push(await rawLoop(c.model, x, c.rows, c.batch));
         const out = path.join(tmp, `out-${r}`);
         const t0 = performance.now();
-        const res = await precomputeLogits({ teacher: c.model, data: dataFile, out, scale: 1 / 255, batchSize: c.batch, threads: pipelineThreads, device, writers, quiet: true });
+        const res = await precomputeLogits({ teacher: c.model, data: dataFile, out, scale: 1 / 255, batchSize: c.batch, threads: pipelineThreads, device, writers, inferenceThread, quiet: true });
         wall.push(c.rows / ((performance.now() - t0) / 1000));
         pipe.push(res.rowsPerSecond);
         bytesPerRow = res.bytesWritten / c.rows;
@@ -86,7 +88,7 @@ async function main(): Promise<void> {
       }
       const ratios = raw.map((v, i) => pipe[i] / v);
       results.push({
-        case: c.name, rows: c.rows, batch: c.batch, threads, pipeline_threads: pipelineThreads, writers,
+        case: c.name, rows: c.rows, batch: c.batch, threads, pipeline_threads: pipelineThreads, writers, inference_thread: inferenceThread,
         raw_rows_per_s: median(raw), pipeline_rows_per_s: median(pipe), pipeline_ratio_median: median(ratios),
         pipeline_ratio_min: Math.min(...ratios), end_to_end_rows_per_s_incl_startup: median(wall), bytes_per_row: bytesPerRow,
       });
@@ -97,7 +99,7 @@ async function main(): Promise<void> {
   const rows: (string | number)[][] = [['case', 'raw rows/s', 'pipeline rows/s', 'ratio (median)', 'incl. startup rows/s', 'bytes/row']];
   for (const r of results) rows.push([r.case, r.raw_rows_per_s.toFixed(0), r.pipeline_rows_per_s.toFixed(0), r.pipeline_ratio_median.toFixed(3), r.end_to_end_rows_per_s_incl_startup.toFixed(0), r.bytes_per_row.toFixed(1)]);
   console.log(table(rows));
-  console.log(`target: pipeline >= ${device === 'cpu' ? 0.95 : 0.9} x raw session.run loop; saved ${saveResult(`${device === 'cpu' ? 'precompute' : 'precompute-cuda'}${threads !== os.cpus().length ? `-threads${threads}` : ''}${pipelineThreads !== threads ? `-pipeline${pipelineThreads}` : ''}`, { machine: machine(), device, threads, reps, target_ratio: device === 'cpu' ? 0.95 : 0.9, results })}`);
+  console.log(`target: pipeline >= ${device === 'cpu' ? 0.95 : 0.9} x raw session.run loop; saved ${saveResult(`${device === 'cpu' ? 'precompute' : 'precompute-cuda'}${threads !== os.cpus().length ? `-threads${threads}` : ''}${pipelineThreads !== threads ? `-pipeline${pipelineThreads}` : ''}${inferenceThread !== 'auto' ? `-${inferenceThread}` : ''}`, { machine: machine(), device, threads, reps, target_ratio: device === 'cpu' ? 0.95 : 0.9, results })}`);
 }
 
 await main();

@@ -9,14 +9,26 @@ import { type TypedArray, product } from '../util/dtype.js';
 
 export class BatchFeeder {
   private readonly width: number;
-  private readonly floats: Float32Array | null;
-  private readonly ints: BigInt64Array | Int32Array | null;
+  private floats: Float32Array | null;
+  private ints: BigInt64Array | Int32Array | null;
 
   constructor(private readonly inputName: string, private readonly pre: Preprocessing, batchSize: number, private readonly maskShape: number[] | null) {
     this.width = product(pre.input_shape);
     const n = batchSize * this.width;
     this.floats = pre.input_type === 'float32' ? new Float32Array(n) : null;
     this.ints = pre.input_type === 'int64' ? new BigInt64Array(n) : pre.input_type === 'int32' ? new Int32Array(n) : null;
+  }
+
+  /** The memory under the main input's tensor (see adopt). */
+  get buffer(): ArrayBuffer {
+    return (this.floats ?? this.ints!).buffer as ArrayBuffer;
+  }
+
+  /** Take back `buffer` after a teacher on another thread had it transferred (it is ours, detached here). */
+  adopt(buffer: ArrayBuffer): void {
+    if (this.floats) this.floats = new Float32Array(buffer);
+    else if (this.ints instanceof BigInt64Array) this.ints = new BigInt64Array(buffer);
+    else this.ints = new Int32Array(buffer);
   }
 
   /**

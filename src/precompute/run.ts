@@ -22,7 +22,8 @@ import { ShardWriterPool } from './shard-writer.js';
 import {
   type ResolvedTeacherOutput, type StorageFlags, type StorageShape, checkStorageFlags, extendStorage, isSequenceOutput, resolveTeacherOutput,
 } from './storage-options.js';
-import { type Teacher, openTeacher, parseDevice } from './teacher.js';
+import { type InferenceThread, chooseInferenceThread, openTeacherThread } from './teacher-thread.js';
+import { type BatchOutput, type Teacher, openTeacher, parseDevice } from './teacher.js';
 
 /** The storage flags (top-k, dtype, teacher output, sampling) are StorageFlags, checked there. */
 export interface PrecomputeOptions extends StorageFlags {
@@ -49,6 +50,8 @@ export interface PrecomputeOptions extends StorageFlags {
   partition?: string;
   partitions?: number;
   writers?: number;
+  /** where session.run runs: the main thread, a worker thread, or auto (see chooseInferenceThread) */
+  inferenceThread?: InferenceThread;
   /** the model's mask or lengths input (default: a second input named like a mask) */
   maskInput?: string;
   /** sequence teachers: the token id that marks padding */
@@ -95,9 +98,9 @@ export async function precomputeLogits(opts: PrecomputeOptions): Promise<Precomp
   let teacher: Teacher;
   let ds: Dataset;
   try {
-    teacher = await openTeacher(opts.teacher, {
-      device: parseDevice(opts.device ?? 'auto'), threads: opts.threads, inputName: opts.inputName, outputName: opts.outputName, maskInput: opts.maskInput,
-    });
+    const device = parseDevice(opts.device ?? 'auto');
+    const open = chooseInferenceThread(opts.inferenceThread ?? 'auto', device, opts.threads) === 'worker' ? openTeacherThread : openTeacher;
+    teacher = await open(opts.teacher, { device, threads: opts.threads, inputName: opts.inputName, outputName: opts.outputName, maskInput: opts.maskInput });
     teacher.notices.forEach(log);
     ds = await openDataset(opts.data, { inputColumn: opts.inputColumn }).catch(async (err) => {
       await teacher.session.release();
@@ -167,9 +170,9 @@ export async function precomputeLogits(opts: PrecomputeOptions): Promise<Precomp
     const rowsTodo = todo.reduce((n, s) => n + shardRowCount(config, s), 0);
     const progress = createProgress({ label: 'precompute', total: rowsTodo, unit: 'rows', quiet: opts.quiet });
     const blocks = blockReader(ds, batchSize);
-    // One feeder for the run, not a fresh input buffer per shard: less external memory for V8 to
-    // collect on the inference thread.
-    const feeder = new BatchFeeder(teacher.info.input_name, config.preprocessing, fixedBatch || batchSize, teacher.mask?.shape ?? null);
+    // Feeders for the run, not a fresh input buffer per shard: less external memory for V8 to collect
+    // on the inference thread. One per batch the session keeps in flight.
+    const feeders = feederRing(teacher.session.depth, () => new BatchFeeder(teacher.info.input_name, config.preprocessing, fixedBatch || batchSize, teacher.mask?.shape ?? null));
     const firstBlock = (s: number) => blocks.read(s * config.storage.shard_rows, s * config.storage.shard_rows + shardRowCount(config, s));
     const prepare = (s: number) => {
       const p = prepareShardFiles(opts.out, s, config.storage.format);
@@ -195,7 +198,7 @@ export async function precomputeLogits(opts: PrecomputeOptions): Promise<Precomp
         const cols = await computeShard(teacher, ds, labelSet?.labels ?? null, config, s, batchSize, fixedBatch, Boolean(opts.storeInputs), (n) => {
           rowsDone += n;
           progress.update(rowsDone);
-        }, reads, feeder);
+        }, reads, feeders);
         first = following ?? (i + 1 < todo.length ? firstBlock(todo[i + 1]) : null);
         await pool.submit(opts.out, s, await ours, cols, config.storage, config.config_id, teacher.provider, sequence ? shardRowCount(config, s) : undefined);
       }
@@ -257,7 +260,8 @@ async function probeOutput(teacher: Teacher, ds: Dataset, pre: Preprocessing, fi
   const feedRows = fixedBatch || Math.max(full, 1);
   const n = Math.min(full, PROBE_ROWS);
   const raw = await ds.read(0, full);
-  const out = await runBatch(teacher, new BatchFeeder(teacher.info.input_name, pre, feedRows, teacher.mask?.shape ?? null).feeds(raw, full, feedRows), feedRows, pre.input_shape);
+  const feeder = new BatchFeeder(teacher.info.input_name, pre, feedRows, teacher.mask?.shape ?? null);
+  const out = await runBatch(teacher, feeder.feeds(raw, full, feedRows), feedRows, pre.input_shape, feeder.buffer);
   const shape = out.dims.slice(1).map(Number);
   const data = Float32Array.from((out.data as Float32Array).subarray(0, n * product(shape)));
   if (!isSequenceOutput(shape, pre.input_shape)) return { shape, sample: data };
@@ -295,15 +299,13 @@ function fidelityLine(storage: StorageSpec, f: FidelityRecord): string {
     `KL(full || ${storage.kind === 'sample' ? 'drawn classes' : 'top-k'} + uniform tail) ${f.kl_mean.toExponential(3)} at T=1, ${f.kl_t_mean.toExponential(3)} at T=${t} (${f.kl_rows} sampled rows of ${f.rows})`;
 }
 
-async function runBatch(teacher: Teacher, feeds: Record<string, ort.Tensor>, rows: number, inputShape: number[]): Promise<ort.Tensor> {
-  let result: ort.InferenceSession.OnnxValueMapType;
+async function runBatch(teacher: Teacher, feeds: Record<string, ort.Tensor>, rows: number, inputShape: number[], owned?: ArrayBuffer): Promise<BatchOutput> {
   try {
-    result = await teacher.session.run(feeds, [teacher.info.output_name]);
+    return await teacher.session.run(feeds, teacher.info.output_name, owned);
   } catch (err) {
     const msg = String((err as Error).message ?? err).replace(/\s+/g, ' ').slice(0, 300);
     throw new UserError(`--teacher ${teacher.info.name}: inference failed on input [${rows}, ${inputShape.join(', ')}] (${msg}); check --input-shape and --input-name`);
   }
-  return result[teacher.info.output_name] as ort.Tensor;
 }
 
 /**
@@ -313,7 +315,7 @@ async function runBatch(teacher: Teacher, feeds: Record<string, ort.Tensor>, row
 async function computeShard(
   teacher: Teacher, ds: Dataset, labels: Int32Array | null, config: CacheConfig, s: number,
   batchSize: number, fixedBatch: number, storeInputs: boolean, onRows: (n: number) => void,
-  reads: ShardReads, feeder: BatchFeeder,
+  reads: ShardReads, feeders: FeederRing,
 ): Promise<ShardColumns> {
   const first = s * config.storage.shard_rows;
   const rows = shardRowCount(config, s);
@@ -333,30 +335,50 @@ async function computeShard(
   const { blockRows } = reads.blocks;
   let next = reads.first;
   let block: TypedArray = new Uint8Array(0);
-  for (let b = 0; b < rows; b += batchSize) {
-    const n = Math.min(batchSize, rows - b);
-    const inBlock = b % blockRows;
-    if (inBlock === 0) {
-      block = await next;
-      if (b + blockRows < rows) next = reads.blocks.read(first + b + blockRows, first + rows);
-      else reads.onLastBlock();
-    }
-    const raw = rowsOf(block, inBlock, inBlock + n, inWidth);
-    if (input) (input as Float32Array).set(raw as Float32Array, b * inWidth);
-    // A fixed-batch model gets a partial batch padded; the padding rows' outputs are dropped.
-    const feedRows = fixedBatch || n;
-    const out = await runBatch(teacher, feeder.feeds(raw, n, feedRows), feedRows, pre.input_shape);
+  // Batches in flight, oldest first: a teacher on its own thread runs one while the next is prepared.
+  const inflight: { b: number; n: number; feedRows: number; feeder: BatchFeeder; real: Uint8Array | null; out: Promise<BatchOutput> }[] = [];
+  const finish = async (): Promise<void> => {
+    const { b, n, feedRows, feeder, real, out: pending } = inflight.shift()!;
+    const out = await pending;
+    if (out.returned) feeder.adopt(out.returned);
     const data = out.data;
     if (out.dims.length < 1 || Number(out.dims[0]) !== feedRows || data.length !== feedRows * width) {
       throw new UserError(`--teacher ${teacher.info.name}: output '${teacher.info.output_name}' has shape [${out.dims.join(', ')}] for a batch of ${feedRows}; expected [${feedRows}, ${config.output.shape.join(', ')}]`);
     }
     if (kept) {
       if (!(data instanceof Float32Array || data instanceof Float64Array)) copyLogits(data, 0, logits, 0, teacher.info.output_type);
-      positions = appendPositions(kept, positions, data as Float32Array | Float64Array, realPositions(raw, n, pre), n, t, c, first + b);
+      positions = appendPositions(kept, positions, data as Float32Array | Float64Array, real!, n, t, c, first + b);
     } else {
       copyLogits(data, n * width, logits, b * width, teacher.info.output_type);
     }
     onRows(n);
+  };
+  try {
+    for (let b = 0; b < rows; b += batchSize) {
+      const n = Math.min(batchSize, rows - b);
+      const inBlock = b % blockRows;
+      if (inBlock === 0) {
+        block = await next;
+        if (b + blockRows < rows) next = reads.blocks.read(first + b + blockRows, first + rows);
+        else reads.onLastBlock();
+      }
+      const raw = rowsOf(block, inBlock, inBlock + n, inWidth);
+      if (input) (input as Float32Array).set(raw as Float32Array, b * inWidth);
+      // A fixed-batch model gets a partial batch padded; the padding rows' outputs are dropped.
+      const feedRows = fixedBatch || n;
+      const feeder = feeders.next();
+      const feeds = feeder.feeds(raw, n, feedRows);
+      // Which positions are real is read now: the block may be reused before this batch finishes.
+      const real = kept ? realPositions(raw, n, pre) : null;
+      const out = runBatch(teacher, feeds, feedRows, pre.input_shape, feeder.buffer);
+      out.catch(() => {}); // awaited in finish; a failure surfaces there
+      inflight.push({ b, n, feedRows, feeder, real, out });
+      if (inflight.length >= teacher.session.depth) await finish();
+    }
+    while (inflight.length > 0) await finish();
+  } finally {
+    // A failed shard leaves no batch behind holding a feeder's buffer.
+    await Promise.allSettled(inflight.map((f) => f.out.then((o) => { if (o.returned) f.feeder.adopt(o.returned); })));
   }
   if (kept) {
     // Views into the full-size buffers: they are transferred to the writer whole, without a copy.
@@ -410,6 +432,15 @@ function blockReader(ds: Dataset, batchSize: number): BlockReader {
       return p;
     },
   };
+}
+
+interface FeederRing { next(): BatchFeeder }
+
+/** Feeders taken in turn: with `depth` batches in flight, the one handed out has finished its last batch. */
+function feederRing(depth: number, make: () => BatchFeeder): FeederRing {
+  const ring = Array.from({ length: depth }, make);
+  let k = 0;
+  return { next: () => ring[k++ % ring.length] };
 }
 
 /** Rows [a, b) of a block of examples `width` values wide, as a view. */

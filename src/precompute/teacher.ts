@@ -36,8 +36,28 @@ export interface TeacherMask {
 /** Input names taken for a mask (or lengths) input when the model has one besides its data input. */
 const MASK_NAME = /mask|length|lens\b|seq_?len/i;
 
+/** One batch's output, copied out of ONNX Runtime. */
+export interface BatchOutput {
+  dims: readonly number[];
+  data: ort.Tensor['data'];
+  /** the `owned` input buffer, handed back by a session on its own thread (it was transferred there) */
+  returned?: ArrayBuffer;
+}
+
+/**
+ * The part of an inference session precompute uses, on this thread or on its own (teacher-thread.ts).
+ * `depth` is how many batches may be in flight: 1 when run() holds the JS thread anyway; more when the
+ * next batch can be prepared while the teacher runs.
+ */
+export interface TeacherSession {
+  readonly depth: number;
+  /** `owned`: the buffer under the main input, which a session on another thread may take and give back */
+  run(feeds: Record<string, ort.Tensor>, output: string, owned?: ArrayBuffer): Promise<BatchOutput>;
+  release(): Promise<void>;
+}
+
 export interface Teacher {
-  session: ort.InferenceSession;
+  session: TeacherSession;
   info: TeacherInfo;
   /** the mask or lengths input, when the model has one (see --mask-input) */
   mask: TeacherMask | null;
@@ -125,7 +145,7 @@ export async function openTeacher(file: string, opts: TeacherOptions): Promise<T
     if (!['int64', 'int32', 'float32', 'bool'].includes(mask.type)) throw new UserError(`--mask-input ${maskName}: is ${mask.type}; kdcache fills int64, int32, float32 or bool masks`);
   }
   return {
-    session,
+    session: localSession(session),
     provider,
     mask,
     batchDim: inputShape[0],
@@ -145,6 +165,17 @@ export async function openTeacher(file: string, opts: TeacherOptions): Promise<T
       opset: summary.opset,
       producer: summary.producer,
     },
+  };
+}
+
+function localSession(session: ort.InferenceSession): TeacherSession {
+  return {
+    depth: 1,
+    async run(feeds, output) {
+      const t = (await session.run(feeds, [output]))[output] as ort.Tensor;
+      return { dims: t.dims, data: t.data };
+    },
+    release: () => session.release(),
   };
 }
 
