@@ -31,7 +31,9 @@ node dist/bench/precompute.js --device cuda --models mlp,big,cnn --rows-scale 10
 cp bench/results/precompute-cuda.json bench/results/precompute-cuda-b1024.json
 node dist/bench/precompute.js --device cuda --models mlp,big --rows-scale 10 --reps 3 --writers 2
 cp bench/results/precompute-cuda.json bench/results/precompute-cuda-w2.json
+# The teacher on the main thread, as before --inference-thread (auto puts it on its own on a GPU box).
+node dist/bench/precompute.js --device cuda --models mlp,big,cnn --rows-scale 10 --reps 3 --inference-thread main
 node dist/bench/precompute.js --device cpu --models mlp,big,cnn --reps 3
 # On many cores the cheap MLP reached 0.73 of raw: does leaving one core to the pipeline's own threads help?
 node dist/bench/precompute.js --device cpu --models mlp,big --reps 3 --pipeline-threads $(( $(nproc) - 1 ))
-echo "results: bench/results/gpu-fmnist-cpu-vs-cuda.json bench/results/precompute-cuda-{b256,b1024,w2}.json bench/results/precompute.json bench/results/precompute-pipeline$(( $(nproc) - 1 )).json"
+echo "results: bench/results/gpu-fmnist-cpu-vs-cuda.json bench/results/precompute-cuda-{b256,b1024,w2,main}.json bench/results/precompute.json bench/results/precompute-pipeline$(( $(nproc) - 1 )).json"
