@@ -37,10 +37,10 @@ try {
         port.postMessage({ released: true } satisfies TeacherReply);
         return;
       }
-      const feeds: Record<string, ort.Tensor> = {};
-      for (const f of req.feeds) feeds[f.name] = new ort.Tensor(f.type, f.data as never, f.dims);
       const returned = req.owned === null ? null : (req.feeds.find((f) => f.name === req.owned)!.data as TypedArray).buffer as ArrayBuffer;
       try {
+        const feeds: Record<string, ort.Tensor> = {};
+        for (const f of req.feeds) feeds[f.name] = new ort.Tensor(f.type, f.data as never, f.dims);
         const out = await session.run(feeds, req.output);
         // A copy of our own to transfer: ONNX Runtime's output memory is not ours to give away.
         const data = (out.data as TypedArray).slice() as ort.Tensor['data'];
