@@ -75,6 +75,7 @@ async function main(): Promise<void> {
       const pipe: number[] = [];
       const wall: number[] = [];
       let bytesPerRow = 0;
+      let ran = '';
       for (let r = 0; r < reps; r++) {
         raw.push(await rawLoop(c.model, x, c.rows, c.batch));
         const out = path.join(tmp, `out-${r}`);
@@ -82,13 +83,14 @@ async function main(): Promise<void> {
         const res = await precomputeLogits({ teacher: c.model, data: dataFile, out, scale: 1 / 255, batchSize: c.batch, threads: pipelineThreads, device, writers, inferenceThread, quiet: true });
         wall.push(c.rows / ((performance.now() - t0) / 1000));
         pipe.push(res.rowsPerSecond);
+        ran = res.inferenceThread;
         bytesPerRow = res.bytesWritten / c.rows;
         fs.rmSync(out, { recursive: true, force: true });
         process.stderr.write(`  ${c.name} rep ${r + 1}/${reps}: raw ${raw[r].toFixed(0)} rows/s, pipeline ${pipe[r].toFixed(0)} rows/s\n`);
       }
       const ratios = raw.map((v, i) => pipe[i] / v);
       results.push({
-        case: c.name, rows: c.rows, batch: c.batch, threads, pipeline_threads: pipelineThreads, writers, inference_thread: inferenceThread,
+        case: c.name, rows: c.rows, batch: c.batch, threads, pipeline_threads: pipelineThreads, writers, inference_thread: inferenceThread, inference_thread_used: ran,
         raw_rows_per_s: median(raw), pipeline_rows_per_s: median(pipe), pipeline_ratio_median: median(ratios),
         pipeline_ratio_min: Math.min(...ratios), end_to_end_rows_per_s_incl_startup: median(wall), bytes_per_row: bytesPerRow,
       });

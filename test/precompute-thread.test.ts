@@ -37,6 +37,7 @@ async function both(opts: Omit<Parameters<typeof precomputeLogits>[0], 'out'>, n
     const out = path.join(dir, `${name}-${inferenceThread}`);
     const res = await precomputeLogits({ ...opts, out, inferenceThread, device: 'cpu', quiet: true });
     assert.ok(res.manifest?.complete, `${name} ${inferenceThread}: cache not complete`);
+    assert.equal(res.inferenceThread, inferenceThread);
     hashes.push(dirHashes(path.join(out, 'shards')));
   }
   return [hashes[0], hashes[1]];

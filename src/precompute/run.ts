@@ -65,6 +65,8 @@ export interface PrecomputeResult {
   out: string;
   config: CacheConfig;
   provider: string;
+  /** where session.run ran (--inference-thread, auto resolved) */
+  inferenceThread: 'main' | 'worker';
   partition: { index: number; count: number };
   shardsWritten: number;
   shardsReused: number;
@@ -97,9 +99,11 @@ export async function precomputeLogits(opts: PrecomputeOptions): Promise<Precomp
   const pool = new ShardWriterPool(opts.writers ?? 1, 2);
   let teacher: Teacher;
   let ds: Dataset;
+  let inferenceThread: 'main' | 'worker' = 'main';
   try {
     const device = parseDevice(opts.device ?? 'auto');
-    const open = chooseInferenceThread(opts.inferenceThread ?? 'auto', device, opts.threads) === 'worker' ? openTeacherThread : openTeacher;
+    inferenceThread = chooseInferenceThread(opts.inferenceThread ?? 'auto', device, opts.threads);
+    const open = inferenceThread === 'worker' ? openTeacherThread : openTeacher;
     teacher = await open(opts.teacher, { device, threads: opts.threads, inputName: opts.inputName, outputName: opts.outputName, maskInput: opts.maskInput });
     teacher.notices.forEach(log);
     ds = await openDataset(opts.data, { inputColumn: opts.inputColumn }).catch(async (err) => {
@@ -165,7 +169,7 @@ export async function precomputeLogits(opts: PrecomputeOptions): Promise<Precomp
     for (let s = start; s < end; s++) if (!done.has(s)) todo.push(s);
     const partLabel = partition.count > 1 ? ` partition ${partition.index}/${partition.count} (${partition.source})` : '';
     const reused = end - start - todo.length;
-    log(`precompute-logits: ${formatCount(ds.count)} rows, ${config.shard_count} shards of ${shardRows}${partLabel}; ${todo.length} to compute${reused ? `, ${reused} already done` : ''}; provider ${teacher.provider}, batch ${batchSize}`);
+    log(`precompute-logits: ${formatCount(ds.count)} rows, ${config.shard_count} shards of ${shardRows}${partLabel}; ${todo.length} to compute${reused ? `, ${reused} already done` : ''}; provider ${teacher.provider}, batch ${batchSize}${inferenceThread === 'worker' ? ', teacher on its own thread' : ''}`);
 
     const rowsTodo = todo.reduce((n, s) => n + shardRowCount(config, s), 0);
     const progress = createProgress({ label: 'precompute', total: rowsTodo, unit: 'rows', quiet: opts.quiet });
@@ -219,7 +223,7 @@ export async function precomputeLogits(opts: PrecomputeOptions): Promise<Precomp
     const examples = ours.flatMap((r) => r.nonfinite_examples).slice(0, 20);
     const bytes = written.reduce((n, r) => n + r.bytes, 0);
     const result: PrecomputeResult = {
-      out: opts.out, config, provider: teacher.provider, partition,
+      out: opts.out, config, provider: teacher.provider, inferenceThread, partition,
       shardsWritten: written.length, shardsReused: reused, rowsComputed: rowsDone, bytesWritten: bytes,
       seconds: (performance.now() - started) / 1000,
       rowsPerSecond: rowsDone / Math.max(computeSecs, 1e-9),
