@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The device calls of this run, one file: `bash device-calls.sh call1`, then within 30 s (while the
-# machine stays warm) `bash device-calls.sh call2` ... `call5`, each a separate call. They ran as five
+# machine stays warm) `bash device-calls.sh call2` ... `call6`, each a separate call. They ran as five
 # separate scripts with this setup copied into each (call2 and call3 also printed node --version and
 # whether the native addon and its zstd loaded; only call2 and call3 ran `kdcache cuda check` in full).
 # call1 carried .gpu/prov90.tar.xz; the others .gpu/node.tar.xz, .gpu/mods.tar.xz, dist/ and
@@ -58,6 +58,10 @@ case "${1:-}" in
     setup
     for t in 1 4; do b cuda-p$t --device cuda --models big,cnn --rows-scale 10 --reps 3 --pipeline-threads $t; done
     b cuda-t1 --device cuda --models big,cnn --rows-scale 10 --reps 3 --threads 1 ;;
-  *) echo "usage: bash device-calls.sh call1|call2|call3|call4|call5" >&2; exit 2 ;;
+  call6) # per-batch timing on the teacher's thread: dist/src/precompute/teacher-worker.js was patched
+    # (not kept) to sum the time inside session.run and in the reply's postMessage, printed as TIMING
+    setup
+    for m in mlp big; do b timing-$m --device cuda --models $m --rows-scale 10 --reps 2 --inference-thread worker; done ;;
+  *) echo "usage: bash device-calls.sh call1|call2|call3|call4|call5|call6" >&2; exit 2 ;;
 esac
 echo done
