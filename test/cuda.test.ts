@@ -3,7 +3,7 @@ import { execFileSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { explainCudaFailure, installCudaProvider, linkProviderFromEnv, providerVersionMatches } from '../src/precompute/cuda.js';
+import { cudaSessionProblem, explainCudaFailure, installCudaProvider, linkProviderFromEnv, ortBinDir, providerVersionMatches } from '../src/precompute/cuda.js';
 import * as ort from 'onnxruntime-node';
 import { oneNodeModel, summarizeOnnx } from '../src/precompute/onnx-proto.js';
 import { UserError } from '../src/util/errors.js';
@@ -122,6 +122,11 @@ describe('the one-node model kdcache cuda check runs on the GPU', () => {
     const y = await s.run({ x: new ort.Tensor('float32', Float32Array.from([-3, -0.25, 0, 0.25, 300]), [5]) });
     assert.deepEqual([...(y.y.data as Float32Array)], [0, 0, 0, 0.25, 300]);
     await s.release();
+  });
+
+  test('where the CUDA provider is absent, running it there gives the same explanation as --device cuda', async (t) => {
+    if (fs.existsSync(path.join(ortBinDir(), 'libonnxruntime_providers_cuda.so'))) return t.skip('a CUDA provider is installed here');
+    assert.match(await cudaSessionProblem() ?? 'ran', /^the CUDA execution provider is not installed \(libonnxruntime_providers_shared\.so, libonnxruntime_providers_cuda\.so missing in .*\); run 'kdcache cuda install/);
   });
 });
 
