@@ -18,6 +18,7 @@ import * as path from 'node:path';
 import * as ort from 'onnxruntime-node';
 import { encodeNpy } from '../src/data/npy.js';
 import { precomputeLogits } from '../src/precompute/run.js';
+import { INFERENCE_THREADS, type InferenceThread } from '../src/precompute/teacher-thread.js';
 import { MODELS, ensureBenchModels, machine, median, saveResult, table } from './common.js';
 
 interface Case { key: string; name: string; model: string; rows: number; batch: number }
@@ -31,7 +32,8 @@ const threads = Number(arg('--threads')) || os.cpus().length;
 const batchOverride = Number(arg('--batch')) || 0;
 const writers = Number(arg('--writers')) || 1;
 const pipelineThreads = Number(arg('--pipeline-threads')) || threads;
-const inferenceThread = (arg('--inference-thread') ?? 'auto') as 'auto' | 'main' | 'worker';
+const inferenceThread = (arg('--inference-thread') ?? 'auto') as InferenceThread;
+if (!INFERENCE_THREADS.includes(inferenceThread)) throw new Error(`--inference-thread ${inferenceThread}: expected ${INFERENCE_THREADS.join(', ')}`);
 
 async function rawLoop(model: string, x: Float32Array, rows: number, batch: number): Promise<number> {
   const s = await ort.InferenceSession.create(model, {

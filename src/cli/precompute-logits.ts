@@ -1,5 +1,6 @@
 #!/usr/bin/env node
 import { hideBin } from 'yargs/helpers';
+import { INFERENCE_THREADS } from '../precompute/teacher-thread.js';
 import { runMain } from '../util/errors.js';
 import { cli, parseList, parseNumber, positiveInt } from './common.js';
 
@@ -24,7 +25,7 @@ export function precomputeCommand(argv: string[]) {
     .option('batch-size', { type: 'number', default: 256, describe: 'examples per inference call', group: 'Execution:' })
     .option('threads', { type: 'number', describe: 'ONNX Runtime intra-op threads (default: all cores)', group: 'Execution:' })
     .option('writers', { type: 'number', default: 1, describe: 'shard encoder threads', group: 'Execution:' })
-    .option('inference-thread', { choices: ['auto', 'main', 'worker'] as const, default: 'auto' as const, describe: 'where the teacher runs: on a worker thread, reading and converting the next batch overlap inference (auto: worker when 2 cores are left beside inference, e.g. CUDA on a many-core box)', group: 'Execution:' })
+    .option('inference-thread', { choices: INFERENCE_THREADS, default: 'auto' as const, describe: 'where the teacher runs: on a worker thread, reading and converting the next batch overlap inference (auto: worker when 2 cores are left beside inference, e.g. CUDA on a many-core box)', group: 'Execution:' })
     .option('format', { choices: ['parquet', 'arrow'] as const, default: 'parquet' as const, describe: 'shard file format', group: 'Output:' })
     .option('compression', { choices: ['zstd', 'snappy', 'none'] as const, default: 'zstd' as const, describe: 'Parquet compression (Arrow shards are uncompressed)', group: 'Output:' })
     .option('shard-rows', { type: 'number', describe: 'rows per shard (default: up to 10000, ~64 MiB at most)', group: 'Output:' })

@@ -22,7 +22,7 @@ import { ShardWriterPool } from './shard-writer.js';
 import {
   type ResolvedTeacherOutput, type StorageFlags, type StorageShape, checkStorageFlags, extendStorage, isSequenceOutput, resolveTeacherOutput,
 } from './storage-options.js';
-import { type InferenceThread, chooseInferenceThread, openTeacherThread } from './teacher-thread.js';
+import { type InferencePlace, type InferenceThread, chooseInferenceThread, openTeacherThread } from './teacher-thread.js';
 import { type BatchOutput, type Teacher, openTeacher, parseDevice } from './teacher.js';
 
 /** The storage flags (top-k, dtype, teacher output, sampling) are StorageFlags, checked there. */
@@ -66,7 +66,7 @@ export interface PrecomputeResult {
   config: CacheConfig;
   provider: string;
   /** where session.run ran (--inference-thread, auto resolved) */
-  inferenceThread: 'main' | 'worker';
+  inferenceThread: InferencePlace;
   partition: { index: number; count: number };
   shardsWritten: number;
   shardsReused: number;
@@ -99,7 +99,7 @@ export async function precomputeLogits(opts: PrecomputeOptions): Promise<Precomp
   const pool = new ShardWriterPool(opts.writers ?? 1, 2);
   let teacher: Teacher;
   let ds: Dataset;
-  let inferenceThread: 'main' | 'worker' = 'main';
+  let inferenceThread: InferencePlace = 'main';
   try {
     const device = parseDevice(opts.device ?? 'auto');
     inferenceThread = chooseInferenceThread(opts.inferenceThread ?? 'auto', device, opts.threads);

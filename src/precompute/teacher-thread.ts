@@ -9,7 +9,10 @@ import { PROVIDER_FILES, ortBinDir } from './cuda.js';
 import type { BatchOutput, DeviceSpec, Teacher, TeacherOptions } from './teacher.js';
 import type { FeedMessage, TeacherReply, TeacherRequest } from './teacher-worker.js';
 
-export type InferenceThread = 'auto' | 'main' | 'worker';
+export const INFERENCE_THREADS = ['auto', 'main', 'worker'] as const;
+export type InferenceThread = (typeof INFERENCE_THREADS)[number];
+/** where the teacher ran: auto resolved */
+export type InferencePlace = Exclude<InferenceThread, 'auto'>;
 
 /** Batches in flight with the teacher on its own thread: one running, one queued, one being prepared. */
 const WORKER_DEPTH = 3;
@@ -22,7 +25,7 @@ const WORKER_DEPTH = 3;
  * its own; on 2 cores with ONNX Runtime on 1 thread, a fast teacher 0.59 on the main thread and 0.43
  * on its own (three busy threads on two cores).
  */
-export function chooseInferenceThread(mode: InferenceThread, device: DeviceSpec, threads: number | undefined, env: NodeJS.ProcessEnv = process.env, cores = os.availableParallelism()): 'main' | 'worker' {
+export function chooseInferenceThread(mode: InferenceThread, device: DeviceSpec, threads: number | undefined, env: NodeJS.ProcessEnv = process.env, cores = os.availableParallelism()): InferencePlace {
   if (mode !== 'auto') return mode;
   const cuda = device.kind === 'cuda' || (device.kind === 'auto' && Boolean(env.KDCACHE_ORT_CUDA_DIR || fs.existsSync(path.join(ortBinDir(), PROVIDER_FILES[1]))));
   const inference = cuda ? 1 : threads ?? cores;
