@@ -219,8 +219,9 @@ export function checkCuda(binDir = ortBinDir()): CudaCheckItem[] {
  * the right answer; else why not, explained as --device cuda would.
  */
 export async function cudaSessionProblem(deviceId = 0): Promise<string | null> {
+  // teacher.js quiets ONNX Runtime's own log as for --device cuda (KDCACHE_DEBUG=1 keeps it).
+  await import('./teacher.js');
   const ort = await import('onnxruntime-node');
-  ort.env.logLevel = 'fatal';
   const x = Float32Array.from([-2, -0.5, 0.5, 3]);
   let session: InferenceSession | undefined;
   try {
