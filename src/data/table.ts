@@ -1,8 +1,8 @@
 import * as fs from 'node:fs/promises';
 import { type Table, type Vector, tableFromIPC, Type } from 'apache-arrow';
-import { readParquet } from 'parquet-wasm';
 import { type DType, type TypedArray, concatTyped } from '../util/dtype.js';
 import { UserError, describeFsError } from '../util/errors.js';
+import { parquetWasm } from '../shards/parquet-wasm.js';
 import { tableFromIpcBytes } from '../util/arrow-ipc.js';
 import { inMemoryDataset } from './memory.js';
 import { toLabels } from './npy.js';
@@ -19,7 +19,7 @@ export async function readTableFile(file: string, columns?: string[]): Promise<T
   const isParquet = bytes.length >= 8 && String.fromCharCode(...bytes.subarray(0, 4)) === 'PAR1';
   try {
     if (isParquet) {
-      const wasmTable = readParquet(bytes, columns ? { columns } : undefined);
+      const wasmTable = parquetWasm().readParquet(bytes, columns ? { columns } : undefined);
       return tableFromIPC(wasmTable.intoIPCStream());
     }
     return tableFromIpcBytes(bytes);

@@ -12,9 +12,10 @@
  * get the file-wide encoding, and BYTE_STREAM_SPLIT is only used when every list column holds
  * float32/float64, because DuckDB (1.5) refuses BYTE_STREAM_SPLIT on integer and float16 columns.
  */
-import * as pw from 'parquet-wasm';
+import type * as PW from 'parquet-wasm';
 import { DTYPE_BYTES } from '../util/dtype.js';
 import { COL_LABEL, COL_POSITION, COL_ROW, type Compression, type ShardColumns } from './format.js';
+import { parquetWasm } from './parquet-wasm.js';
 
 /** One row group up to this size; above it, row groups of about SPLIT_ROW_GROUP_BYTES. */
 export const SINGLE_ROW_GROUP_BYTES = 64 << 20;
@@ -37,15 +38,11 @@ export function parquetLayout(cols: ShardColumns, compression: Compression): Par
   return { byteStreamSplit: compression === 'zstd' && floatLists, rowGroupRows };
 }
 
-const CODEC: Record<Compression, pw.Compression> = {
-  zstd: pw.Compression.ZSTD,
-  snappy: pw.Compression.SNAPPY,
-  none: pw.Compression.UNCOMPRESSED,
-};
-
-export function parquetWriterProperties(layout: ParquetLayout, compression: Compression, metadata: Map<string, string>): pw.WriterProperties {
+export function parquetWriterProperties(layout: ParquetLayout, compression: Compression, metadata: Map<string, string>): PW.WriterProperties {
+  const pw = parquetWasm();
+  const codec: Record<Compression, PW.Compression> = { zstd: pw.Compression.ZSTD, snappy: pw.Compression.SNAPPY, none: pw.Compression.UNCOMPRESSED };
   let b = new pw.WriterPropertiesBuilder()
-    .setCompression(CODEC[compression])
+    .setCompression(codec[compression])
     .setDictionaryEnabled(false)
     .setStatisticsEnabled(pw.EnabledStatistics.None)
     .setColumnStatisticsEnabled(COL_ROW, pw.EnabledStatistics.Chunk)

@@ -4,7 +4,6 @@
  */
 import * as fs from 'node:fs/promises';
 import * as arrow from 'apache-arrow';
-import * as pw from 'parquet-wasm';
 import { describeFsError, UserError } from '../util/errors.js';
 import { tableFromIpcBytes } from '../util/arrow-ipc.js';
 import { sha256Hex } from '../util/fsx.js';
@@ -14,6 +13,7 @@ import {
   type ShardColumns, type ShardRecord, type StorageFormat,
 } from './format.js';
 import { readFlatParquet } from './parquet-pages.js';
+import { parquetWasm } from './parquet-wasm.js';
 import { resolveInside } from './paths.js';
 import { columnsFromTable } from './table-columns.js';
 
@@ -69,7 +69,7 @@ export function shardBytesToTable(bytes: Uint8Array, format: StorageFormat, file
   try {
     if (format === 'parquet') {
       // One batch for the whole file: columns come back as single views, no concatenation.
-      return arrow.tableFromIPC(pw.readParquet(bytes, { batchSize: 1 << 30 }).intoIPCStream());
+      return arrow.tableFromIPC(parquetWasm().readParquet(bytes, { batchSize: 1 << 30 }).intoIPCStream());
     }
     // Arrow reads buffers in place and needs them 8-byte aligned; a copy is cheaper than failing.
     return tableFromIpcBytes(bytes.byteOffset % 8 === 0 ? bytes : bytes.slice());
@@ -169,7 +169,7 @@ async function readParquetKeyValues(absPath: string, file: string): Promise<Map<
   } finally {
     await fh.close();
   }
-  const schema = pw.readSchema(footer);
+  const schema = parquetWasm().readSchema(footer);
   try {
     return new Map(schema.metadata() as Map<string, string>);
   } finally {

@@ -5,7 +5,6 @@
 import * as fs from 'node:fs/promises';
 import * as path from 'node:path';
 import * as arrow from 'apache-arrow';
-import * as pw from 'parquet-wasm';
 import { describeFsError } from '../util/errors.js';
 import { sha256Hex, writeFilesAtomic } from '../util/fsx.js';
 import { shardTable } from './arrow-table.js';
@@ -17,6 +16,7 @@ import type { ShardSidecar } from './manifest-types.js';
 import { scanNonfinite } from './nonfinite.js';
 import { sortFooterKeyValues } from './parquet-kv-order.js';
 import { parquetLayout, parquetWriterProperties } from './parquet-props.js';
+import { parquetWasm } from './parquet-wasm.js';
 import { writeDenseParquet } from './parquet-write.js';
 import { resolveInside, shardRelPath, sidecarRelPath } from './paths.js';
 
@@ -53,6 +53,7 @@ export function encodeShard(cols: ShardColumns, storage: Pick<StorageSpec, 'form
   // which parquet-wasm's reader merges into the Arrow schema), not into the embedded Arrow schema.
   const table = shardTable(cols, new Map());
   const props = parquetWriterProperties(parquetLayout(cols, storage.compression), storage.compression, metadata);
+  const pw = parquetWasm();
   const bytes = pw.writeParquet(pw.Table.fromIPCStream(arrow.tableToIPC(table, 'stream')), props);
   sortFooterKeyValues(bytes, metadata);
   return bytes;
