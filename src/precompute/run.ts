@@ -94,9 +94,9 @@ export async function precomputeLogits(opts: PrecomputeOptions): Promise<Precomp
   checkStorageFlags(storageFlags);
   if (opts.padId !== undefined && !Number.isSafeInteger(opts.padId)) throw new UserError(`--pad-id ${opts.padId}: must be an integer token id`);
 
-  // The writer starts now: loading and compiling its Parquet encoder (wasm) overlaps with hashing
-  // the teacher and the data instead of competing with the first batches of inference.
-  const pool = new ShardWriterPool(opts.writers ?? 1, 2);
+  // The writer starts now: loading its code and warming it up on shards shaped like this run's
+  // overlaps with opening the teacher and hashing the data, instead of competing with inference.
+  const pool = new ShardWriterPool(opts.writers ?? 1, 2, { labels: Boolean(opts.labels ?? opts.labelColumn), format: opts.format ?? 'parquet', compression: opts.compression ?? 'zstd' });
   let teacher: Teacher;
   let ds: Dataset;
   let inferenceThread: InferencePlace = 'main';

@@ -3,7 +3,7 @@ import type { ShardColumns, StorageSpec } from '../shards/format.js';
 import type { ShardSidecar } from '../shards/manifest-types.js';
 import type { ShardPaths } from '../shards/writer.js';
 import { UserError, describeFsError } from '../util/errors.js';
-import type { WriteReply, WriteRequest } from './writer-worker.js';
+import type { WarmUpShape, WriteReply, WriteRequest } from './writer-worker.js';
 
 /**
  * A pool of writer workers with a bounded queue: submit() resolves once there is room, so at most
@@ -21,9 +21,10 @@ export class ShardWriterPool {
 
   private readonly started: Promise<void>[] = [];
 
-  constructor(threads: number, private readonly maxPending: number) {
+  /** `warm`: the shards' expected shape, which each worker encodes a few of before it is ready. */
+  constructor(threads: number, private readonly maxPending: number, warm?: WarmUpShape) {
     for (let i = 0; i < threads; i++) {
-      const w = new Worker(new URL('./writer-worker.js', import.meta.url));
+      const w = new Worker(new URL('./writer-worker.js', import.meta.url), { workerData: warm });
       let onReady = () => {};
       this.started.push(new Promise<void>((resolve) => (onReady = resolve)));
       w.on('message', (reply: WriteReply) => ('ready' in reply ? onReady() : this.onReply(w, reply)));

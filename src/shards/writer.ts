@@ -89,6 +89,11 @@ export function shardSidecarFor(args: {
   };
 }
 
+/** A sidecar file's contents. */
+export function sidecarText(sidecar: ShardSidecar): string {
+  return `${JSON.stringify(sidecar, null, 2)}\n`;
+}
+
 export interface ShardExtras {
   /** sequence layout: the number of examples the shard covers */
   examples?: number;
@@ -137,6 +142,6 @@ export async function writeShard(
   const { shard, sidecar: sidecarPath } = paths ?? await prepareShardFiles(cacheDir, index, storage.format);
   const sidecar = shardSidecarFor({ index, format: storage.format, first_row, cols, encoded, config_id, execution_provider, ...extras });
   // Written side by side, renamed shard first.
-  await writeFilesAtomic([[shard, encoded], [sidecarPath, `${JSON.stringify(sidecar, null, 2)}\n`]]);
+  await writeFilesAtomic([[shard, encoded], [sidecarPath, sidecarText(sidecar)]]);
   return sidecar;
 }
