@@ -39,9 +39,10 @@ export interface WarmUpShape {
  * make their sidecars, record and text. Each thread compiles its code afresh, and what is compiled
  * during the run takes CPU from a teacher that runs on every core. Cold, the first real shard's
  * record took ~14 ms instead of under 1; after a warm-up of another shape (4,096 rows with a label
- * column, for a run without one, and no sidecar text) the writer still used 31-38 ms of CPU per
- * 30,000 rows inside the run, against 15-20 ms after one of the run's shape. Done here, while the
- * main thread opens the teacher and hashes the data, that work is off the clock.
+ * column, for a run without one, and no sidecar text) the writer still used 31-38 ms of CPU inside a
+ * 30,000-row run, and warming up on the run's shape made the cheap bench teacher's run 4-5% faster
+ * (README). Done here, while the main thread opens the teacher and hashes the data, that work is off
+ * the clock.
  */
 function warmUp(shape: WarmUpShape): void {
   const rows = 10_000; // a full shard of a 10-class teacher (defaultShardRows)
