@@ -3,6 +3,8 @@
  * every external-data location (so a model cannot make us read files outside its directory).
  * Initializer payloads are skipped, never copied.
  */
+import { varint } from '../shards/thrift-compact.js';
+
 export interface OnnxSummary {
   irVersion: number;
   producer: string | null;
@@ -177,14 +179,14 @@ function scanTensor(buf: Uint8Array, start: number, end: number, locs: string[])
  * enough for ONNX Runtime to load an execution provider and run a kernel on it.
  */
 export function oneNodeModel(n: number): Uint8Array {
-  const varint = (v: number): number[] => {
+  // Protobuf's varints are the ULEB128 of Thrift's compact protocol.
+  const uleb = (v: number): number[] => {
     const out: number[] = [];
-    for (; v > 0x7f; v = Math.floor(v / 128)) out.push((v & 0x7f) | 0x80);
-    out.push(v);
+    varint(out, v);
     return out;
   };
-  const int = (field: number, v: number): number[] => [...varint(field << 3), ...varint(v)];
-  const bytes = (field: number, b: number[]): number[] => [...varint((field << 3) | 2), ...varint(b.length), ...b];
+  const int = (field: number, v: number): number[] => [...uleb(field << 3), ...uleb(v)];
+  const bytes = (field: number, b: number[]): number[] => [...uleb((field << 3) | 2), ...uleb(b.length), ...b];
   const str = (field: number, s: string): number[] => bytes(field, [...new TextEncoder().encode(s)]);
   // ValueInfoProto{name, type: TypeProto{tensor_type{elem_type FLOAT, shape{dim{dim_value n}}}}}
   const value = (name: string): number[] => [...str(1, name), ...bytes(2, bytes(1, [...int(1, 1), ...bytes(2, bytes(1, int(1, n)))]))];
