@@ -22,7 +22,7 @@ export class ShardWriterPool {
   private readonly started: Promise<void>[] = [];
 
   /** `warm`: the shards' expected shape, which each worker encodes a few of before it is ready. */
-  constructor(threads: number, private readonly maxPending: number, warm?: WarmUpShape) {
+  constructor(threads: number, private readonly maxPending: number, warm: WarmUpShape) {
     for (let i = 0; i < threads; i++) {
       const w = new Worker(new URL('./writer-worker.js', import.meta.url), { workerData: warm });
       let onReady = () => {};

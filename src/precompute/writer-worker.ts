@@ -59,7 +59,7 @@ function warmUp(shape: WarmUpShape): void {
 }
 
 try {
-  warmUp((workerData as WarmUpShape | undefined) ?? { labels: true, format: 'parquet', compression: 'zstd' });
+  warmUp(workerData as WarmUpShape);
 } catch {
   // only an optimisation: a real shard reports any real encoding problem
 }
