@@ -2,6 +2,7 @@ import * as fs from 'node:fs/promises';
 import * as path from 'node:path';
 import * as ort from 'onnxruntime-node';
 import type { TeacherInfo } from '../shards/manifest-types.js';
+import { physicalCores } from '../util/cpus.js';
 import { UserError, describeFsError } from '../util/errors.js';
 import { sha256Hex } from '../util/fsx.js';
 import { explainCudaFailure, linkProviderFromEnv } from './cuda.js';
@@ -70,6 +71,7 @@ export interface Teacher {
 
 export interface TeacherOptions {
   device: DeviceSpec;
+  /** ONNX Runtime's intra-op threads; default: the physical cores (physicalCores) */
   threads?: number;
   inputName?: string;
   outputName?: string;
@@ -101,7 +103,8 @@ export async function openTeacher(file: string, opts: TeacherOptions): Promise<T
   const base: ort.InferenceSession.SessionOptions = {
     graphOptimizationLevel: 'all',
     logSeverityLevel: 3,
-    ...(opts.threads ? { intraOpNumThreads: opts.threads, interOpNumThreads: 1 } : {}),
+    intraOpNumThreads: opts.threads ?? physicalCores(),
+    interOpNumThreads: 1,
   };
   let session: ort.InferenceSession | undefined;
   let provider: 'cpu' | 'cuda' = 'cpu';
