@@ -2,8 +2,8 @@ import assert from 'node:assert/strict';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { describe, test } from 'node:test';
-import { openTeacher } from '../src/precompute/teacher.js';
-import { physicalCores } from '../src/util/cpus.js';
+import { defaultIntraOpThreads, openTeacher } from '../src/precompute/teacher.js';
+import { cpuQuota, physicalCores } from '../src/util/cpus.js';
 import { FIXTURES } from './helpers/data.js';
 
 /** /proc/cpuinfo's blocks, one per logical CPU: [physical id, core id], or null for a block without them. */
@@ -32,7 +32,7 @@ function threadCount(): number {
 }
 
 describe('the teacher session', { skip: !fs.existsSync('/proc/self/task') && 'needs /proc' }, () => {
-  test('uses one intra-op thread per physical core unless --threads says otherwise', async () => {
+  test('uses defaultIntraOpThreads (one per physical core here) unless --threads says otherwise', async () => {
     const model = path.join(FIXTURES, 'mlp16.onnx');
     // Opened once first, so the threads Node starts on first use (file reads) are already there.
     const one = await openTeacher(model, { device: { kind: 'cpu', deviceId: 0 }, threads: 1 });
@@ -42,6 +42,32 @@ describe('the teacher session', { skip: !fs.existsSync('/proc/self/task') && 'ne
     const withDefault = threadCount();
     await auto.session.release();
     // ONNX Runtime's own default started no pool thread on a 2-core VM without CPU topology in sysfs.
-    assert.equal(withDefault - withOne, physicalCores() - 1);
+    assert.equal(withDefault - withOne, defaultIntraOpThreads() - 1);
+  });
+});
+
+describe('cpuQuota', () => {
+  const files = (map: Record<string, string>) => (file: string) => map[file] ?? '';
+  test('cgroup v2: cpu.max of the process\'s cgroup, or of the root a container sees', () => {
+    assert.equal(cpuQuota(files({ '/proc/self/cgroup': '0::/kubepods/pod1/c1\n', '/sys/fs/cgroup/kubepods/pod1/c1/cpu.max': '250000 100000\n' })), 3);
+    assert.equal(cpuQuota(files({ '/proc/self/cgroup': '0::/\n', '/sys/fs/cgroup/cpu.max': '100000 100000\n' })), 1);
+    assert.equal(cpuQuota(files({ '/proc/self/cgroup': '0::/\n', '/sys/fs/cgroup/cpu.max': '50000 100000\n' })), 1);
+    assert.equal(cpuQuota(files({ '/proc/self/cgroup': '0::/\n', '/sys/fs/cgroup/cpu.max': 'max 100000\n' })), Infinity);
+  });
+  test('cgroup v1: the CFS quota of the cpu controller', () => {
+    const own = '4:memory:/docker/abc\n3:cpu,cpuacct:/docker/abc\n2:cpuacct:/x\n0::/\n';
+    assert.equal(cpuQuota(files({ '/proc/self/cgroup': own, '/sys/fs/cgroup/cpu,cpuacct/docker/abc/cpu.cfs_quota_us': '400000\n', '/sys/fs/cgroup/cpu,cpuacct/docker/abc/cpu.cfs_period_us': '100000\n' })), 4);
+    assert.equal(cpuQuota(files({ '/proc/self/cgroup': own, '/sys/fs/cgroup/cpu,cpuacct/cpu.cfs_quota_us': '150000', '/sys/fs/cgroup/cpu,cpuacct/cpu.cfs_period_us': '100000' })), 2);
+    assert.equal(cpuQuota(files({ '/proc/self/cgroup': '1:cpu:/\n', '/sys/fs/cgroup/cpu/cpu.cfs_quota_us': '-1\n', '/sys/fs/cgroup/cpu/cpu.cfs_period_us': '100000\n' })), Infinity);
+  });
+  test('no cgroup files: no limit', () => {
+    assert.equal(cpuQuota(files({})), Infinity);
+  });
+});
+
+describe('defaultIntraOpThreads', () => {
+  test('ORT_INTRA_OP_NUM_THREADS when it is a positive integer, else one per physical core', () => {
+    assert.equal(defaultIntraOpThreads({ ORT_INTRA_OP_NUM_THREADS: '3' }), 3);
+    for (const v of [undefined, '0', '-2', '1.5', 'four']) assert.equal(defaultIntraOpThreads({ ORT_INTRA_OP_NUM_THREADS: v }), physicalCores(), String(v));
   });
 });

@@ -23,7 +23,7 @@ export function precomputeCommand(argv: string[]) {
     .option('pad-id', { type: 'number', describe: 'sequence teachers: the token id of padding; padding positions are masked and not stored', group: 'Model:' })
     .option('device', { type: 'string', default: 'auto', describe: 'auto | cpu | cuda | cuda:N (auto = CUDA when its provider loads, else CPU)', group: 'Execution:' })
     .option('batch-size', { type: 'number', default: 256, describe: 'examples per inference call', group: 'Execution:' })
-    .option('threads', { type: 'number', describe: 'ONNX Runtime intra-op threads (default: one per physical core)', group: 'Execution:' })
+    .option('threads', { type: 'number', describe: 'ONNX Runtime intra-op threads (default: ORT_INTRA_OP_NUM_THREADS, else one per physical core within the CPU limit)', group: 'Execution:' })
     .option('writers', { type: 'number', default: 1, describe: 'shard encoder threads', group: 'Execution:' })
     .option('inference-thread', { choices: INFERENCE_THREADS, default: 'auto' as const, describe: 'where the teacher runs: on a worker thread, reading and converting the next batch overlap inference (auto: worker when 2 cores are left beside inference, e.g. CUDA on a many-core box)', group: 'Execution:' })
     .option('format', { choices: ['parquet', 'arrow'] as const, default: 'parquet' as const, describe: 'shard file format', group: 'Output:' })

@@ -1,8 +1,8 @@
 import * as fs from 'node:fs';
-import * as os from 'node:os';
 import * as path from 'node:path';
 import { Worker } from 'node:worker_threads';
 import type * as ort from 'onnxruntime-node';
+import { usableCpus } from '../util/cpus.js';
 import type { TypedArray } from '../util/dtype.js';
 import { UserError } from '../util/errors.js';
 import { PROVIDER_FILES, ortBinDir } from './cuda.js';
@@ -25,7 +25,7 @@ const WORKER_DEPTH = 3;
  * its own; on 2 cores with ONNX Runtime on 1 thread, a fast teacher 0.59 on the main thread and 0.43
  * on its own (three busy threads on two cores).
  */
-export function chooseInferenceThread(mode: InferenceThread, device: DeviceSpec, threads: number | undefined, env: NodeJS.ProcessEnv = process.env, cores = os.availableParallelism()): InferencePlace {
+export function chooseInferenceThread(mode: InferenceThread, device: DeviceSpec, threads: number | undefined, env: NodeJS.ProcessEnv = process.env, cores = usableCpus()): InferencePlace {
   if (mode !== 'auto') return mode;
   const cuda = device.kind === 'cuda' || (device.kind === 'auto' && Boolean(env.KDCACHE_ORT_CUDA_DIR || fs.existsSync(path.join(ortBinDir(), PROVIDER_FILES[1]))));
   const inference = cuda ? 1 : threads ?? cores;

@@ -71,7 +71,7 @@ export interface Teacher {
 
 export interface TeacherOptions {
   device: DeviceSpec;
-  /** ONNX Runtime's intra-op threads; default: the physical cores (physicalCores) */
+  /** ONNX Runtime's intra-op threads; default: defaultIntraOpThreads() */
   threads?: number;
   inputName?: string;
   outputName?: string;
@@ -82,6 +82,15 @@ export interface TeacherOptions {
 /** Dimensions from ORT metadata: numbers stay, symbolic or missing ones become -1. */
 function dims(shape: ReadonlyArray<number | string>): number[] {
   return shape.map((d) => (typeof d === 'number' && d >= 0 ? d : -1));
+}
+
+/**
+ * Intra-op threads without --threads: ONNX Runtime's own ORT_INTRA_OP_NUM_THREADS when it is set (a
+ * container platform may size it to the job), else one per physical core (physicalCores).
+ */
+export function defaultIntraOpThreads(env: NodeJS.ProcessEnv = process.env): number {
+  const n = Number(env.ORT_INTRA_OP_NUM_THREADS);
+  return Number.isInteger(n) && n > 0 ? n : physicalCores();
 }
 
 export async function openTeacher(file: string, opts: TeacherOptions): Promise<Teacher> {
@@ -103,7 +112,7 @@ export async function openTeacher(file: string, opts: TeacherOptions): Promise<T
   const base: ort.InferenceSession.SessionOptions = {
     graphOptimizationLevel: 'all',
     logSeverityLevel: 3,
-    intraOpNumThreads: opts.threads ?? physicalCores(),
+    intraOpNumThreads: opts.threads ?? defaultIntraOpThreads(),
     interOpNumThreads: 1,
   };
   let session: ort.InferenceSession | undefined;
