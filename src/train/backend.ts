@@ -6,8 +6,8 @@
  * is only ever loaded optionally; `native` needs `npm run build` to have found a C++ compiler and
  * OpenBLAS to be installed; `wasm` and `cpu` always work.
  */
-import * as os from 'node:os';
 import * as tf from '@tensorflow/tfjs';
+import { usableCpus } from '../util/cpus.js';
 import { UserError } from '../util/errors.js';
 import { registerAdamKernel } from './kernels/adam.js';
 import { loadNative } from './kernels/native.js';
@@ -36,7 +36,7 @@ export interface BackendOptions {
 
 const NATIVE_PACKAGES = ['@tensorflow/tfjs-node-gpu', '@tensorflow/tfjs-node'];
 const WASM = '@tensorflow/tfjs-backend-wasm';
-const CORES = os.availableParallelism?.() ?? os.cpus().length;
+const CORES = usableCpus();
 
 export async function initBackend(choice: BackendChoice, opts: BackendOptions = {}): Promise<BackendInfo> {
   registerAdamKernel('cpu');

@@ -8,9 +8,9 @@
  * Whatever a native kernel does not handle (NCHW, prelu, non-float32, unusual broadcasting) goes
  * to the pure wasm kernel it replaces, so registering these never loses an op.
  */
-import * as os from 'node:os';
 import * as tf from '@tensorflow/tfjs';
 import { type AddonBase, loadAddon } from '../../util/addon.js';
+import { usableCpus } from '../../util/cpus.js';
 import { wasmAdamKernel } from './adam.js';
 import { RELU_GRAD_KERNEL } from './relu-grad.js';
 import { type ConvAttrs, type ConvDims, convDims, convOutShape } from './conv-dims.js';
@@ -90,7 +90,7 @@ export type NativeLoad = { ok: true; info: NativeInfo } | { ok: false; reason: s
 
 let loaded: NativeLoad | null = null;
 
-const CORES = os.availableParallelism?.() ?? os.cpus().length;
+const CORES = usableCpus();
 
 /**
  * Load the addon and its BLAS once per process. KDCACHE_NATIVE=0 disables it; KDCACHE_BLAS names
