@@ -4,10 +4,15 @@ import { UserError } from '../util/errors.js';
 import { sha256File } from '../util/fsx.js';
 import { openIdx, readIdx } from './idx.js';
 import { openNpy, readNpyLabels, toLabels } from './npy.js';
-import { openTable, readLabelColumn } from './table.js';
 import type { Dataset, LabelSet } from './types.js';
 
 export type DataFormat = Dataset['format'];
+
+/**
+ * The Parquet/Arrow reader, loaded only for such data: it brings apache-arrow, whose loading took
+ * ~100 ms on the way to every run's first batch even for .npy and IDX data.
+ */
+const tableReader = () => import('./table.js');
 
 export function detectFormat(file: string): DataFormat {
   const name = file.toLowerCase().replace(/\.gz$/, '');
@@ -25,7 +30,7 @@ export async function openDataset(file: string, opts: { inputColumn?: string } =
   }
   const ds = format === 'npy' ? await openNpy(file)
     : format === 'idx' ? await openIdx(file)
-    : await openTable(file, opts.inputColumn, format);
+    : await (await tableReader()).openTable(file, opts.inputColumn, format);
   if (ds.count === 0) throw new UserError(`${file}: the dataset has no examples`);
   return ds;
 }
@@ -37,7 +42,7 @@ export async function loadLabels(opts: { labels?: string; labelColumn?: string; 
     if (!opts.data) throw new UserError('--label-column needs --data');
     const fmt = detectFormat(opts.data);
     if (fmt !== 'parquet' && fmt !== 'arrow') throw new UserError(`--label-column applies to Parquet/Arrow data; for ${fmt} data give --labels <file>`);
-    return { labels: await readLabelColumn(opts.data, opts.labelColumn), source: 'column', files: [opts.data], column: opts.labelColumn };
+    return { labels: await (await tableReader()).readLabelColumn(opts.data, opts.labelColumn), source: 'column', files: [opts.data], column: opts.labelColumn };
   }
   if (!opts.labels) return null;
   const file = opts.labels;

@@ -7,7 +7,7 @@ import type { Compression, FidelityRecord, ShardColumns, StorageFormat, StorageS
 import { CONFIG_FILE, MANIFEST_FILE, SHARD_DIR } from '../shards/format.js';
 import { configId, finalizeCache, readSidecars, resolveInside } from '../shards/manifest.js';
 import type { CacheConfig, LabelsInfo, Manifest, Preprocessing, ShardSidecar } from '../shards/manifest-types.js';
-import { prepareShardFiles } from '../shards/writer.js';
+import { prepareShardFiles } from '../shards/paths.js';
 import { combineFidelity } from '../sparse/fidelity.js';
 import type { TypedArray } from '../util/dtype.js';
 import { DTYPE_BYTES, allocTyped, product } from '../util/dtype.js';

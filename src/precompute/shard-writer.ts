@@ -1,7 +1,7 @@
 import { Worker } from 'node:worker_threads';
 import type { ShardColumns, StorageSpec } from '../shards/format.js';
 import type { ShardSidecar } from '../shards/manifest-types.js';
-import type { ShardPaths } from '../shards/writer.js';
+import type { ShardPaths } from '../shards/paths.js';
 import { UserError, describeFsError } from '../util/errors.js';
 import type { WarmUpShape, WriteReply, WriteRequest } from './writer-worker.js';
 

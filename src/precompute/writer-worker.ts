@@ -4,7 +4,8 @@
  */
 import { parentPort, workerData } from 'node:worker_threads';
 import type { Compression, ShardColumns, StorageFormat, StorageSpec } from '../shards/format.js';
-import { type ShardPaths, encodeShard, shardSidecarFor, sidecarText, writeShard } from '../shards/writer.js';
+import type { ShardPaths } from '../shards/paths.js';
+import { encodeShard, shardSidecarFor, sidecarText, writeShard } from '../shards/writer.js';
 import { storeSpecOf, toStored } from '../sparse/store.js';
 import { UserError } from '../util/errors.js';
 

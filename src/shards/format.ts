@@ -22,6 +22,8 @@ export const FORMAT_VERSION_EXTENDED = 2;
 export const SHARD_DIR = 'shards';
 export const CONFIG_FILE = 'config.json';
 export const MANIFEST_FILE = 'manifest.json';
+/** The fix named by every error about a damaged or foreign shard. */
+export const REGENERATE = 're-run precompute-logits with the same arguments to regenerate it';
 
 export function shardExtension(format: StorageFormat): string {
   return format === 'parquet' ? '.parquet' : '.arrow';

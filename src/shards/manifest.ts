@@ -8,11 +8,10 @@ import { describeFsError, UserError } from '../util/errors.js';
 import { readJsonFile, removeStaleTemps, sha256File, writeFileAtomic } from '../util/fsx.js';
 import { combineFidelity } from '../sparse/fidelity.js';
 import { configId } from './config-id.js';
-import { CONFIG_FILE, MANIFEST_FILE, SHARD_DIR, type ShardRecord } from './format.js';
+import { CONFIG_FILE, MANIFEST_FILE, REGENERATE, SHARD_DIR, type ShardRecord } from './format.js';
 import { checkJson, FieldError } from './json-check.js';
 import type { CacheConfig, Manifest, ShardSidecar } from './manifest-types.js';
 import { resolveInside } from './paths.js';
-import { metaProblem, readShardMeta, REGENERATE } from './reader.js';
 import { checkConfig, checkManifest, checkRecordAgainstConfig, checkSidecarShape, expectedShardRows } from './schemas.js';
 
 export { canonicalJson, configId, CONFIG_ID_FIELDS } from './config-id.js';
@@ -302,6 +301,8 @@ async function verifyShard(cacheDir: string, m: Manifest, rec: ShardRecord, chec
       report.bytes += bytes;
       if (sha256 !== rec.sha256) return problem(rec.file, `sha256 differs from manifest (file changed or corrupted); ${REGENERATE}`);
     }
+    // The shard reader brings apache-arrow, which precompute-logits does not otherwise load on this thread.
+    const { metaProblem, readShardMeta } = await import('./reader.js');
     const meta = await readShardMeta(abs, m.storage.format, rec.file);
     const bad = metaProblem(meta, rec, m.config_id);
     if (bad) return problem(rec.file, `${bad}; ${REGENERATE}`);

@@ -4,7 +4,7 @@
  */
 import * as fs from 'node:fs/promises';
 import * as path from 'node:path';
-import { UserError } from '../util/errors.js';
+import { UserError, describeFsError } from '../util/errors.js';
 import { SHARD_DIR, shardBaseName, shardExtension, type StorageFormat } from './format.js';
 
 /** 'shards/shard-00003.parquet': always '/'-separated, because caches move between machines. */
@@ -79,4 +79,28 @@ async function realpathOfExistingPrefix(full: string): Promise<string> {
       p = parent;
     }
   }
+}
+
+/** Where shard `index` and its sidecar go, checked to lie inside the cache; see prepareShardFiles. */
+export interface ShardPaths {
+  shard: string;
+  sidecar: string;
+}
+
+/**
+ * Get the directory and names for shard `index` ready: shards/ created, both paths checked against
+ * symbolic links out of the cache, and a sidecar from an earlier run removed (it must not vouch for
+ * the shard while it is being replaced). precompute does this while the shard is computed, so the
+ * file system round trips are not part of the last shard's write, which nothing overlaps.
+ */
+export async function prepareShardFiles(cacheDir: string, index: number, format: StorageFormat): Promise<ShardPaths> {
+  const dir = path.join(cacheDir, SHARD_DIR);
+  await fs.mkdir(dir, { recursive: true }).catch((err) => {
+    throw describeFsError(err, dir, 'create the shard directory') ?? err;
+  });
+  const [shard, sidecar] = await Promise.all([
+    resolveInside(cacheDir, shardRelPath(index, format), cacheDir), resolveInside(cacheDir, sidecarRelPath(index), cacheDir),
+  ]);
+  await fs.rm(sidecar, { force: true });
+  return { shard, sidecar };
 }

@@ -9,7 +9,7 @@ import { tableFromIpcBytes } from '../util/arrow-ipc.js';
 import { sha256Hex } from '../util/fsx.js';
 import {
   COL_INPUT, COL_LABEL, COL_LOGITS, COL_POSITION, COL_ROW, COL_SAMPLE_INDICES, COL_TOPK_INDICES,
-  META_CONFIG_ID, META_FIRST_ROW, META_SHARD_INDEX,
+  META_CONFIG_ID, META_FIRST_ROW, META_SHARD_INDEX, REGENERATE,
   type ShardColumns, type ShardRecord, type StorageFormat,
 } from './format.js';
 import { readFlatParquet } from './parquet-pages.js';
@@ -17,7 +17,6 @@ import { parquetWasm } from './parquet-wasm.js';
 import { resolveInside } from './paths.js';
 import { columnsFromTable } from './table-columns.js';
 
-export const REGENERATE = 're-run precompute-logits with the same arguments to regenerate it';
 
 /** What a shard says about itself (absent keys: not written by kdcache). */
 export interface EmbeddedMeta {

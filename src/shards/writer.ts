@@ -2,14 +2,11 @@
  * Encoding shards and putting them on disk. A shard is written atomically first and its sidecar
  * (shards/shard-NNNNN.json) atomically after it, so a sidecar exists only next to a complete shard.
  */
-import * as fs from 'node:fs/promises';
-import * as path from 'node:path';
 import * as arrow from 'apache-arrow';
-import { describeFsError } from '../util/errors.js';
 import { sha256Hex, writeFilesAtomic } from '../util/fsx.js';
 import { shardTable } from './arrow-table.js';
 import {
-  META_CONFIG_ID, META_FIRST_ROW, META_SHARD_INDEX, SHARD_DIR,
+  META_CONFIG_ID, META_FIRST_ROW, META_SHARD_INDEX,
   type FidelityRecord, type ShardColumns, type StorageFormat, type StorageSpec,
 } from './format.js';
 import type { ShardSidecar } from './manifest-types.js';
@@ -18,7 +15,7 @@ import { sortFooterKeyValues } from './parquet-kv-order.js';
 import { parquetLayout, parquetWriterProperties } from './parquet-props.js';
 import { parquetWasm } from './parquet-wasm.js';
 import { writeDenseParquet } from './parquet-write.js';
-import { resolveInside, shardRelPath, sidecarRelPath } from './paths.js';
+import { type ShardPaths, prepareShardFiles, shardRelPath } from './paths.js';
 
 export interface ShardMeta {
   config_id: string;
@@ -99,30 +96,6 @@ export interface ShardExtras {
   examples?: number;
   /** top-k: fidelity stats for the sidecar */
   fidelity?: FidelityRecord;
-}
-
-/** Where shard `index` and its sidecar go, checked to lie inside the cache; see prepareShardFiles. */
-export interface ShardPaths {
-  shard: string;
-  sidecar: string;
-}
-
-/**
- * Get the directory and names for shard `index` ready: shards/ created, both paths checked against
- * symbolic links out of the cache, and a sidecar from an earlier run removed (it must not vouch for
- * the shard while it is being replaced). precompute does this while the shard is computed, so the
- * file system round trips are not part of the last shard's write, which nothing overlaps.
- */
-export async function prepareShardFiles(cacheDir: string, index: number, format: StorageFormat): Promise<ShardPaths> {
-  const dir = path.join(cacheDir, SHARD_DIR);
-  await fs.mkdir(dir, { recursive: true }).catch((err) => {
-    throw describeFsError(err, dir, 'create the shard directory') ?? err;
-  });
-  const [shard, sidecar] = await Promise.all([
-    resolveInside(cacheDir, shardRelPath(index, format), cacheDir), resolveInside(cacheDir, sidecarRelPath(index), cacheDir),
-  ]);
-  await fs.rm(sidecar, { force: true });
-  return { shard, sidecar };
 }
 
 /**
