@@ -17,7 +17,6 @@ import { parquetWasm } from './parquet-wasm.js';
 import { resolveInside } from './paths.js';
 import { columnsFromTable } from './table-columns.js';
 
-
 /** What a shard says about itself (absent keys: not written by kdcache). */
 export interface EmbeddedMeta {
   config_id?: string;
