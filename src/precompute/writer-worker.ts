@@ -8,6 +8,7 @@ import type { ShardPaths } from '../shards/paths.js';
 import { encodeShard, shardSidecarFor, sidecarText, writeShard } from '../shards/writer.js';
 import { storeSpecOf, toStored } from '../sparse/store.js';
 import { UserError } from '../util/errors.js';
+import { defaultShardRows } from './config.js';
 
 export interface WriteRequest {
   id: number;
@@ -46,8 +47,8 @@ export interface WarmUpShape {
  * the clock.
  */
 function warmUp(shape: WarmUpShape): void {
-  const rows = 10_000; // a full shard of a 10-class teacher (defaultShardRows)
   const width = 10;
+  const rows = defaultShardRows(width, 0); // a full shard of a 10-class teacher
   const cols: ShardColumns = {
     rows, row: BigInt64Array.from({ length: rows }, (_, i) => BigInt(i)), logitsWidth: width, logitsDtype: 'float32',
     logits: Float32Array.from({ length: rows * width }, (_, i) => Math.sin(i) * 8),
