@@ -6,7 +6,7 @@
  *   npm run bench:precompute [-- --reps 3] [--device cpu|cuda] [--models mlp,big,cnn] [--rows-scale 1] [--threads N]
  *       [--pipeline-threads N] [--batch N] [--writers N] [--inference-thread auto|main|worker]
  *
- * --threads (default: one per physical core, precompute-logits' default) is ONNX Runtime's intra-op
+ * --threads (default: precompute-logits' default, defaultIntraOpThreads) is ONNX Runtime's intra-op
  * threads in both loops; without it the pipeline is left to its own default. --pipeline-threads gives
  * the pipeline its own count (does leaving a core to reading, converting and
  * writing beat the raw loop on every core?); --batch overrides each model's batch size in both loops;
@@ -20,7 +20,7 @@ import * as ort from 'onnxruntime-node';
 import { encodeNpy } from '../src/data/npy.js';
 import { precomputeLogits } from '../src/precompute/run.js';
 import { INFERENCE_THREADS, type InferenceThread } from '../src/precompute/teacher-thread.js';
-import { physicalCores } from '../src/util/cpus.js';
+import { defaultIntraOpThreads } from '../src/precompute/teacher.js';
 import { MODELS, ensureBenchModels, machine, median, saveResult, table } from './common.js';
 
 interface Case { key: string; name: string; model: string; rows: number; batch: number }
@@ -30,7 +30,7 @@ const reps = Number(arg('--reps')) || 3;
 const device = arg('--device') ?? 'cpu';
 const rowsScale = Number(arg('--rows-scale')) || 1;
 const only = arg('--models')?.split(',');
-const threads = Number(arg('--threads')) || physicalCores();
+const threads = Number(arg('--threads')) || defaultIntraOpThreads();
 const batchOverride = Number(arg('--batch')) || 0;
 const writers = Number(arg('--writers')) || 1;
 const pipelineThreads = Number(arg('--pipeline-threads')) || threads;
@@ -106,7 +106,7 @@ async function main(): Promise<void> {
   const rows: (string | number)[][] = [['case', 'raw rows/s', 'pipeline rows/s', 'ratio (median)', 'incl. startup rows/s', 'bytes/row']];
   for (const r of results) rows.push([r.case, r.raw_rows_per_s.toFixed(0), r.pipeline_rows_per_s.toFixed(0), r.pipeline_ratio_median.toFixed(3), r.end_to_end_rows_per_s_incl_startup.toFixed(0), r.bytes_per_row.toFixed(1)]);
   console.log(table(rows));
-  console.log(`target: pipeline >= ${device === 'cpu' ? 0.95 : 0.9} x raw session.run loop; saved ${saveResult(`${device === 'cpu' ? 'precompute' : 'precompute-cuda'}${threads !== physicalCores() ? `-threads${threads}` : ''}${pipelineThreads !== threads ? `-pipeline${pipelineThreads}` : ''}${inferenceThread !== 'auto' ? `-${inferenceThread}` : ''}`, { machine: machine(), device, threads, reps, target_ratio: device === 'cpu' ? 0.95 : 0.9, results })}`);
+  console.log(`target: pipeline >= ${device === 'cpu' ? 0.95 : 0.9} x raw session.run loop; saved ${saveResult(`${device === 'cpu' ? 'precompute' : 'precompute-cuda'}${threads !== defaultIntraOpThreads() ? `-threads${threads}` : ''}${pipelineThreads !== threads ? `-pipeline${pipelineThreads}` : ''}${inferenceThread !== 'auto' ? `-${inferenceThread}` : ''}`, { machine: machine(), device, threads, reps, target_ratio: device === 'cpu' ? 0.95 : 0.9, results })}`);
 }
 
 await main();
