@@ -101,7 +101,9 @@ describe('precompute-logits: disk full and read-only', () => {
       const filler = path.join(mnt(), 'filler');
       fs.writeFileSync(filler, Buffer.alloc(800 * 1024));
       const args = ['--teacher', MLP, '--data', big, '--out', path.join(mnt(), 'cache'), '--shard-rows', '2000', '--compression', 'none'];
-      const r = run(...args);
+      // Slowed shard writes keep the next shard queued when the disk fills, the case where a writer
+      // thread stopped mid-write used to leave its temp file (1 CI run in many; 3 of 3 runs this way).
+      const r = runCli('precompute-logits', ['--device', 'cpu', '--quiet', ...args], { KDCACHE_TEST_STALL_WRITES: '150:^shard-\\d+\\.parquet$' });
       assertOneLineError(r, /no space left on device.*free space and rerun/, 'precompute-logits: disk full (1 MiB tmpfs, existing test)');
       const names = fs.readdirSync(path.join(mnt(), 'cache', 'shards'));
       assert.ok(!names.some((n) => n.includes('.tmp-')), `temp files left: ${names}`);
