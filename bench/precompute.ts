@@ -30,7 +30,8 @@ const reps = Number(arg('--reps')) || 3;
 const device = arg('--device') ?? 'cpu';
 const rowsScale = Number(arg('--rows-scale')) || 1;
 const only = arg('--models')?.split(',');
-const threads = Number(arg('--threads')) || defaultIntraOpThreads();
+const defaultThreads = defaultIntraOpThreads();
+const threads = Number(arg('--threads')) || defaultThreads;
 const batchOverride = Number(arg('--batch')) || 0;
 const writers = Number(arg('--writers')) || 1;
 const pipelineThreads = Number(arg('--pipeline-threads')) || threads;
@@ -106,7 +107,7 @@ async function main(): Promise<void> {
   const rows: (string | number)[][] = [['case', 'raw rows/s', 'pipeline rows/s', 'ratio (median)', 'incl. startup rows/s', 'bytes/row']];
   for (const r of results) rows.push([r.case, r.raw_rows_per_s.toFixed(0), r.pipeline_rows_per_s.toFixed(0), r.pipeline_ratio_median.toFixed(3), r.end_to_end_rows_per_s_incl_startup.toFixed(0), r.bytes_per_row.toFixed(1)]);
   console.log(table(rows));
-  console.log(`target: pipeline >= ${device === 'cpu' ? 0.95 : 0.9} x raw session.run loop; saved ${saveResult(`${device === 'cpu' ? 'precompute' : 'precompute-cuda'}${threads !== defaultIntraOpThreads() ? `-threads${threads}` : ''}${pipelineThreads !== threads ? `-pipeline${pipelineThreads}` : ''}${inferenceThread !== 'auto' ? `-${inferenceThread}` : ''}`, { machine: machine(), device, threads, reps, target_ratio: device === 'cpu' ? 0.95 : 0.9, results })}`);
+  console.log(`target: pipeline >= ${device === 'cpu' ? 0.95 : 0.9} x raw session.run loop; saved ${saveResult(`${device === 'cpu' ? 'precompute' : 'precompute-cuda'}${threads !== defaultThreads ? `-threads${threads}` : ''}${pipelineThreads !== threads ? `-pipeline${pipelineThreads}` : ''}${inferenceThread !== 'auto' ? `-${inferenceThread}` : ''}`, { machine: machine(), device, threads, reps, target_ratio: device === 'cpu' ? 0.95 : 0.9, results })}`);
 }
 
 await main();
