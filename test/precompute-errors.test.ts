@@ -16,7 +16,8 @@ before(() => {
 });
 after(() => fs.rmSync(dir, { recursive: true, force: true }));
 
-const run = (...args: string[]) => runCli('precompute-logits', ['--device', 'cpu', '--quiet', ...args]);
+const runWith = (env: NodeJS.ProcessEnv, ...args: string[]) => runCli('precompute-logits', ['--device', 'cpu', '--quiet', ...args], env);
+const run = (...args: string[]) => runWith({}, ...args);
 const out = (name: string) => path.join(dir, name);
 
 describe('precompute-logits: one-line errors for bad input', () => {
@@ -103,7 +104,7 @@ describe('precompute-logits: disk full and read-only', () => {
       const args = ['--teacher', MLP, '--data', big, '--out', path.join(mnt(), 'cache'), '--shard-rows', '2000', '--compression', 'none'];
       // Slowed shard writes keep the next shard queued when the disk fills, the case where a writer
       // thread stopped mid-write used to leave its temp file (1 CI run in many; 3 of 3 runs this way).
-      const r = runCli('precompute-logits', ['--device', 'cpu', '--quiet', ...args], { KDCACHE_TEST_STALL_WRITES: '150:^shard-\\d+\\.parquet$' });
+      const r = runWith({ KDCACHE_TEST_STALL_WRITES: '150:^shard-\\d+\\.parquet$' }, ...args);
       assertOneLineError(r, /no space left on device.*free space and rerun/, 'precompute-logits: disk full (1 MiB tmpfs, existing test)');
       const names = fs.readdirSync(path.join(mnt(), 'cache', 'shards'));
       assert.ok(!names.some((n) => n.includes('.tmp-')), `temp files left: ${names}`);
